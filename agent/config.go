@@ -1,0 +1,71 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/p2p"
+)
+
+// Config is shoal-agent's configuration (example: config/agent.yaml).
+type Config struct {
+	// Listen is the registry API address dockerd and containerd pull from; /health and
+	// /metrics are served there too.
+	Listen string `yaml:"listen"`
+	// DataDir holds the agent's blob cache.
+	DataDir string `yaml:"data_dir"`
+	// Log selects level and format.
+	Log logging.Config `yaml:"log"`
+	// P2P is the BitTorrent engine blobs are fetched and seeded through.
+	P2P p2p.Config `yaml:"p2p"`
+	// Tracker is the tracker's base URL (metainfo and announces).
+	Tracker string `yaml:"tracker"`
+	// BuildIndex is the build-index's base URL (tags).
+	BuildIndex string `yaml:"build_index"`
+	// Origin is an origin's base URL, for manifests and blobs below DirectBelow.
+	Origin string `yaml:"origin"`
+	// Proxy is the address pushes must go to, named in the agent's refusal of a push.
+	Proxy string `yaml:"proxy"`
+	// DirectBelow is the blob size under which a blob is fetched over HTTP from the
+	// origin instead of through a swarm, whose setup costs more than it saves.
+	DirectBelow int64 `yaml:"direct_below"`
+}
+
+// DefaultConfig holds the values used for keys the file leaves out.
+func DefaultConfig() Config {
+	return Config{
+		Listen:      "127.0.0.1:16000",
+		DataDir:     "/var/lib/shoal/agent",
+		P2P:         p2p.Config{ListenPort: 16001},
+		DirectBelow: 1 << 20,
+	}
+}
+
+// Validate checks the whole config; each message names the key and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	required := []struct{ key, val, example string }{
+		{"listen", c.Listen, "127.0.0.1:16000 or pass --listen"},
+		{"data_dir", c.DataDir, "/var/lib/shoal/agent or pass --data-dir"},
+		{"tracker", c.Tracker, "http://tracker:15300"},
+		{"build_index", c.BuildIndex, "http://buildindex:15100"},
+		{"origin", c.Origin, "http://origin:15200"},
+		{"proxy", c.Proxy, "the proxy's registry address, e.g. registry.example.com:15000"},
+	}
+	for _, r := range required {
+		if r.val == "" {
+			errs = append(errs, fmt.Errorf("%s: empty (set %s: %s)", r.key, r.key, r.example))
+		}
+	}
+	if c.DirectBelow < 0 {
+		errs = append(errs, errors.New("direct_below: negative (set a size in bytes, e.g. 1048576)"))
+	}
+	if err := c.Log.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.P2P.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("p2p: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,93 @@
+// Command shoal-agent runs on every node: it serves the read side of the registry API
+// to dockerd and containerd, fetches blobs piece by piece from peers and origins, and
+// seeds them onward.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-p2p/shoal/lib/blobstore"
+	"github.com/shoal-p2p/shoal/lib/buildindexclient"
+	"github.com/shoal-p2p/shoal/lib/config"
+	"github.com/shoal-p2p/shoal/lib/httpserver"
+	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/metrics"
+	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/trackerclient"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "shoal-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg, err := loadConfig(args)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	log, err := logging.New(cfg.Log, "agent")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	reg, err := metrics.New("shoal_agent", time.Second)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+
+	store, err := blobstore.New(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	engine, err := p2p.New(cfg.P2P, store, log.Named("p2p"), reg.Scope.SubScope("p2p"))
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+
+	hc := &http.Client{Timeout: 0}
+	srv := NewServer(ServerDeps{
+		Store:      store,
+		Engine:     engine,
+		Tracker:    trackerclient.New(cfg.Tracker, hc),
+		Origin:     originclient.New(cfg.Origin, hc),
+		BuildIndex: buildindexclient.New(cfg.BuildIndex, hc),
+	}, cfg, log, reg.Scope)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+	return g.Wait()
+}
+
+func loadConfig(args []string) (Config, error) {
+	fs := flag.NewFlagSet("shoal-agent", flag.ContinueOnError)
+	path := fs.String("config", "", "YAML config file (example: config/agent.yaml)")
+	listen := fs.String("listen", "", "registry listen address; overrides listen")
+	dataDir := fs.String("data-dir", "", "blob cache directory; overrides data_dir")
+	peerIP := fs.String("peer-ip", "", "P2P listen IP; overrides p2p.listen_ip")
+	peerPort := fs.Int("peer-port", 0, "P2P listen port; overrides p2p.listen_port")
+	cfg := DefaultConfig()
+	err := config.FromArgs(fs, args, path, &cfg, func() {
+		config.Set(&cfg.Listen, *listen)
+		config.Set(&cfg.DataDir, *dataDir)
+		config.Set(&cfg.P2P.ListenIP, *peerIP)
+		config.Set(&cfg.P2P.ListenPort, *peerPort)
+	})
+	return cfg, err
+}

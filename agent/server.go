@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/opencontainers/go-digest"
+	"github.com/uber-go/tally/v4"
+	"go.uber.org/zap"
+
+	"github.com/shoal-p2p/shoal/lib/blobstore"
+	"github.com/shoal-p2p/shoal/lib/buildindexclient"
+	"github.com/shoal-p2p/shoal/lib/httpserver"
+	"github.com/shoal-p2p/shoal/lib/metainfo"
+	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/registry"
+	"github.com/shoal-p2p/shoal/lib/trackerclient"
+)
+
+// ServerDeps are the agent server's collaborators.
+type ServerDeps struct {
+	Store      *blobstore.Store
+	Engine     *p2p.Engine
+	Tracker    *trackerclient.Client
+	Origin     *originclient.Client
+	BuildIndex *buildindexclient.Client
+}
+
+// Server is the agent's read-only registry.
+type Server struct {
+	registry *registry.Registry
+	log      *zap.Logger
+}
+
+// NewServer wires the read side of the registry API over the agent's blob cache,
+// the swarm and build-index.
+func NewServer(d ServerDeps, cfg Config, log *zap.Logger, scope tally.Scope) *Server {
+	blobs := &blobSource{store: d.Store, engine: d.Engine, tracker: d.Tracker, origin: d.Origin,
+		directBelow: cfg.DirectBelow, log: log, scope: scope}
+	reg := registry.New(registry.Options{
+		Blobs:        blobs,
+		Tags:         registry.BuildIndexTags(d.BuildIndex),
+		ReadOnlyHint: "this is a Shoal agent (read only): push through the proxy at " + cfg.Proxy,
+		Log:          log,
+		Scope:        scope.SubScope("registry"),
+	})
+	return &Server{registry: reg, log: log}
+}
+
+// Handler lists every route of the agent.
+func (s *Server) Handler(metrics http.Handler) http.Handler {
+	r := chi.NewRouter()
+	r.Use(httpserver.AccessLog(s.log))
+	httpserver.MountOps(r, metrics, nil)
+	s.registry.Routes(r)
+	return r
+}
+
+// blobSource serves blobs from the local cache, fetching misses: small ones over HTTP
+// from the origin, the rest through the swarm, streamed from verified pieces.
+type blobSource struct {
+	store       *blobstore.Store
+	engine      *p2p.Engine
+	tracker     *trackerclient.Client
+	origin      *originclient.Client
+	directBelow int64
+	log         *zap.Logger
+	scope       tally.Scope
+}
+
+var _ registry.Blobs = (*blobSource)(nil)
+
+// Stat answers from the cache, else from the blob's metainfo (cached by the tracker),
+// so a stat never needs an origin.
+func (b *blobSource) Stat(ctx context.Context, d digest.Digest) (int64, error) {
+	if size, err := b.store.Stat(d); err == nil {
+		return size, nil
+	}
+	info, err := b.info(ctx, d)
+	if err != nil {
+		return 0, err
+	}
+	return info.length, nil
+}
+
+// Open returns the cached blob, or starts fetching it and returns a reader that yields
+// bytes as soon as their pieces are verified.
+func (b *blobSource) Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
+	if f, size, err := b.openCached(d); err == nil {
+		b.scope.Counter("cache_hits").Inc(1)
+		return f, size, nil
+	}
+	b.scope.Counter("cache_misses").Inc(1)
+	info, err := b.info(ctx, d)
+	if err != nil {
+		return nil, 0, err
+	}
+	if info.length < b.directBelow {
+		if err := b.fetchDirect(ctx, d); err != nil {
+			return nil, 0, err
+		}
+		return b.openCached(d)
+	}
+	t, err := b.engine.Fetch(ctx, d, info.raw, b.tracker)
+	if err != nil {
+		return nil, 0, fmt.Errorf("agent fetch %s: %w", d, err)
+	}
+	return t.NewReader(), t.Length(), nil
+}
+
+func (b *blobSource) openCached(d digest.Digest) (io.ReadSeekCloser, int64, error) {
+	f, err := b.store.Open(d)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}
+
+func (b *blobSource) fetchDirect(ctx context.Context, d digest.Digest) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(b.origin.Download(ctx, d, pw)) }()
+	_, err := b.store.Ingest(d, pr)
+	pr.CloseWithError(err)
+	if err != nil {
+		return fmt.Errorf("agent fetch %s from origin: %w", d, mapNotFound(err))
+	}
+	b.scope.Counter("direct_fetches").Inc(1)
+	return nil
+}
+
+type blobInfo struct {
+	raw    []byte
+	length int64
+}
+
+// info returns d's torrent metainfo: from the cache, else from the tracker (then kept).
+func (b *blobSource) info(ctx context.Context, d digest.Digest) (blobInfo, error) {
+	raw, err := b.store.Info(d)
+	cached := err == nil
+	if !cached {
+		raw, err = b.tracker.Metainfo(ctx, d)
+		if err != nil {
+			return blobInfo{}, fmt.Errorf("agent metainfo %s: %w", d, mapNotFound(err))
+		}
+	}
+	info, _, err := metainfo.Parse(raw)
+	if err != nil {
+		return blobInfo{}, fmt.Errorf("agent metainfo %s: %w", d, err)
+	}
+	if got, err := metainfo.DigestOf(info); err != nil || got != d {
+		return blobInfo{}, fmt.Errorf("agent metainfo %s: names another blob (%s)", d, got)
+	}
+	if cached {
+		return blobInfo{raw: raw, length: info.TotalLength()}, nil
+	}
+	if err := b.store.PutInfo(d, raw); err != nil {
+		b.log.Warn("keep metainfo", zap.Stringer("digest", d), zap.Error(err))
+	}
+	return blobInfo{raw: raw, length: info.TotalLength()}, nil
+}
+
+// mapNotFound turns the clients' misses into the registry's, so the API answers
+// BLOB_UNKNOWN (a fast 404 lets containerd fall back to the next mirror).
+func mapNotFound(err error) error {
+	if errors.Is(err, trackerclient.ErrNotFound) || errors.Is(err, originclient.ErrNotFound) {
+		return fmt.Errorf("%w: %w", registry.ErrNotFound, err)
+	}
+	return err
+}

@@ -1,0 +1,98 @@
+// Package httpserver runs a component's HTTP server under a context and carries the
+// endpoints every component serves (/health, /metrics).
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"go.uber.org/zap"
+)
+
+// ShutdownTimeout bounds how long in-flight requests get after the context ends.
+const ShutdownTimeout = 10 * time.Second
+
+// Serve listens on addr and serves h until ctx is done, then shuts down gracefully.
+func Serve(ctx context.Context, addr string, h http.Handler, log *zap.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return ServeListener(ctx, ln, h, log)
+}
+
+// ServeListener is Serve on a listener the caller opened.
+func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *zap.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("serving", zap.String("addr", ln.Addr().String()))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// MountOps adds GET /health and GET /metrics to r. ready reports readiness for
+// GET /readiness; nil means always ready.
+func MountOps(r chi.Router, metrics http.Handler, ready func(context.Context) error) {
+	r.Get("/health", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("OK\n"))
+	})
+	r.Get("/readiness", func(w http.ResponseWriter, req *http.Request) {
+		if ready != nil {
+			if err := ready(req.Context()); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("OK\n"))
+	})
+	if metrics != nil {
+		r.Method(http.MethodGet, "/metrics", metrics)
+	}
+}
+
+// AccessLog logs one line per request at debug level and counts nothing else;
+// components add their own metrics where they mean something.
+func AccessLog(log *zap.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			ww := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			next.ServeHTTP(ww, r)
+			log.Debug("request", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+				zap.Int("status", ww.status), zap.Duration("took", time.Since(start)))
+		})
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer (flushes, deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ReadFrom keeps net/http's sendfile path for blobs served from disk.
+func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) { return io.Copy(w.ResponseWriter, r) }

@@ -1,0 +1,250 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	tmeta "github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+
+	"github.com/shoal-p2p/shoal/lib/blobstore"
+	"github.com/shoal-p2p/shoal/lib/metainfo"
+)
+
+// casStorage is the client's storage over the blob store, holding no second copy of
+// any data. A committed blob opens read-only with every piece complete, so it seeds
+// without a rehash. Otherwise pieces are written into the blob's partial file at their
+// offsets and their completion kept in memory; when the last piece is verified, the
+// file is committed (sha256 checked against the info's name, renamed into blobs/)
+// while the open descriptor keeps seeding it.
+type casStorage struct {
+	store     *blobstore.Store
+	log       *zap.Logger
+	committed func() // called after each successful commit
+
+	mu   sync.Mutex
+	open map[tmeta.Hash]*casTorrent
+	errs map[tmeta.Hash]error // why the last OpenTorrent of a hash failed
+}
+
+var _ storage.ClientImpl = (*casStorage)(nil)
+
+func newCASStorage(store *blobstore.Store, log *zap.Logger, committed func()) *casStorage {
+	return &casStorage{
+		store:     store,
+		log:       log,
+		committed: committed,
+		open:      map[tmeta.Hash]*casTorrent{},
+		errs:      map[tmeta.Hash]error{},
+	}
+}
+
+// OpenTorrent is called by the client, under its lock, when a torrent gets its info.
+func (s *casStorage) OpenTorrent(_ context.Context, info *tmeta.Info, ih tmeta.Hash) (storage.TorrentImpl, error) {
+	ct, err := s.openTorrent(info)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.errs[ih] = err
+		return storage.TorrentImpl{}, err
+	}
+	s.open[ih] = ct
+	return storage.TorrentImpl{
+		Piece: ct.piece,
+		Close: func() error {
+			s.forget(ih, ct)
+			return ct.close()
+		},
+	}, nil
+}
+
+// take returns the storage the client opened for ih, or why opening it failed.
+func (s *casStorage) take(ih tmeta.Hash) (*casTorrent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ct, ok := s.open[ih]; ok {
+		return ct, nil
+	}
+	if err, ok := s.errs[ih]; ok {
+		delete(s.errs, ih)
+		return nil, err
+	}
+	return nil, errors.New("storage not opened")
+}
+
+func (s *casStorage) forget(ih tmeta.Hash, ct *casTorrent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open[ih] == ct {
+		delete(s.open, ih)
+	}
+}
+
+func (s *casStorage) openTorrent(info *tmeta.Info) (*casTorrent, error) {
+	d, err := metainfo.DigestOf(*info)
+	if err != nil {
+		return nil, err
+	}
+	ct := &casTorrent{s: s, d: d, size: info.Length, done: make(chan struct{})}
+	if f, err := s.store.Open(d); err == nil {
+		ct.f = f
+		ct.finish(nil, true)
+		return ct, nil
+	} else if !errors.Is(err, blobstore.ErrNotFound) {
+		return nil, err
+	}
+	f, err := s.store.OpenPartial(d, info.Length)
+	if err != nil {
+		return nil, err
+	}
+	ct.f = f
+	ct.have = make([]bool, info.NumPieces())
+	ct.missing = len(ct.have)
+	return ct, nil
+}
+
+// casTorrent is the storage of one blob.
+type casTorrent struct {
+	s    *casStorage
+	d    digest.Digest
+	size int64
+	// f is the committed blob, or the partial file (which becomes the committed blob
+	// by a rename, so f stays valid).
+	f *os.File
+
+	mu         sync.Mutex
+	have       []bool // verified pieces, until committed
+	missing    int
+	complete   bool // committed to the store: every piece is there
+	closed     bool
+	committing sync.Mutex // held during the commit; close waits for it
+
+	done chan struct{} // closed once committed, failed or closed
+	err  error         // set before done is closed
+	once sync.Once
+}
+
+// finish records the outcome and closes done, once.
+func (ct *casTorrent) finish(err error, complete bool) {
+	ct.once.Do(func() {
+		ct.mu.Lock()
+		ct.complete = complete
+		ct.mu.Unlock()
+		ct.err = err
+		close(ct.done)
+	})
+}
+
+func (ct *casTorrent) piece(p tmeta.Piece) storage.PieceImpl {
+	return casPiece{ct: ct, index: p.Index(), off: p.Offset()}
+}
+
+func (ct *casTorrent) pieceComplete(i int) bool {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	return ct.complete || ct.have[i]
+}
+
+// setPiece records the verification state of piece i and reports whether it was the
+// last piece missing.
+func (ct *casTorrent) setPiece(i int, ok bool) (last bool) {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if ct.complete || ct.closed || ct.have[i] == ok {
+		return false
+	}
+	ct.have[i] = ok
+	if ok {
+		ct.missing--
+	} else {
+		ct.missing++
+	}
+	return ct.missing == 0
+}
+
+// commit moves the finished partial file into the store. A sha256 mismatch means the
+// info's pieces describe other bytes than its name: the file is deleted, the pieces
+// marked missing and the transfer fails with blobstore.ErrDigestMismatch.
+func (ct *casTorrent) commit() {
+	ct.committing.Lock()
+	defer ct.committing.Unlock()
+	ct.mu.Lock()
+	closed := ct.closed
+	ct.mu.Unlock()
+	if closed {
+		return
+	}
+	if err := ct.s.store.CommitPartial(ct.d); err != nil {
+		ct.s.log.Error("commit failed", zap.Stringer("digest", ct.d), zap.Error(err))
+		ct.mu.Lock()
+		clear(ct.have)
+		ct.missing = len(ct.have)
+		ct.mu.Unlock()
+		ct.finish(fmt.Errorf("p2p commit %s: %w", ct.d, err), false)
+		return
+	}
+	ct.finish(nil, true)
+	ct.s.committed()
+}
+
+// close releases the file; a blob that never completed leaves no partial file behind.
+func (ct *casTorrent) close() error {
+	ct.committing.Lock()
+	defer ct.committing.Unlock()
+	ct.mu.Lock()
+	ct.closed = true
+	complete := ct.complete
+	ct.mu.Unlock()
+	ct.finish(ErrStopped, false)
+	err := ct.f.Close()
+	if !complete {
+		err = errors.Join(err, ct.s.store.RemovePartial(ct.d))
+	}
+	return err
+}
+
+// casPiece is one piece of a casTorrent; offsets are relative to the piece.
+type casPiece struct {
+	ct    *casTorrent
+	index int
+	off   int64
+}
+
+var _ storage.PieceImpl = casPiece{}
+
+func (p casPiece) ReadAt(b []byte, off int64) (int, error) {
+	return p.ct.f.ReadAt(b, p.off+off)
+}
+
+func (p casPiece) WriteAt(b []byte, off int64) (int, error) {
+	if p.ct.pieceComplete(p.index) {
+		return 0, fmt.Errorf("p2p storage %s: write to complete piece %d", p.ct.d, p.index)
+	}
+	return p.ct.f.WriteAt(b, p.off+off)
+}
+
+// MarkComplete is called by the client, without its lock, once the piece's SHA-1 is
+// verified. Completing the last piece commits the blob before returning, so by the
+// time a reader can see every piece, the blob is committed or has failed.
+func (p casPiece) MarkComplete() error {
+	if p.ct.setPiece(p.index, true) {
+		p.ct.commit()
+	}
+	return nil
+}
+
+func (p casPiece) MarkNotComplete() error {
+	p.ct.setPiece(p.index, false)
+	return nil
+}
+
+// Completion is always known: the storage never needs the client to hash a piece to
+// learn whether it has it.
+func (p casPiece) Completion() storage.Completion {
+	return storage.Completion{Ok: true, Complete: p.ct.pieceComplete(p.index)}
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/shoal-p2p/shoal/lib/backend/driver"
+	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/p2p"
+)
+
+// Config is shoal-origin's configuration (example: config/origin.yaml).
+type Config struct {
+	// Listen is the HTTP address of the origin API (uploads, blobs, metainfo).
+	Listen string `yaml:"listen"`
+	// DataDir holds the content-addressed store.
+	DataDir string `yaml:"data_dir"`
+	// Log selects level and format.
+	Log logging.Config `yaml:"log"`
+	// P2P is the BitTorrent engine the origin seeds every blob it holds through.
+	P2P p2p.Config `yaml:"p2p"`
+	// Backend is where committed blobs are written back and misses are fetched from.
+	Backend driver.Config `yaml:"backend"`
+}
+
+// DefaultConfig holds the values used for keys the file leaves out.
+func DefaultConfig() Config {
+	return Config{
+		Listen:  "0.0.0.0:15200",
+		DataDir: "/var/lib/shoal/origin",
+		P2P:     p2p.Config{ListenPort: 15201},
+	}
+}
+
+// Validate checks the whole config; each message names the key and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen: empty (set listen: 0.0.0.0:15200 or pass --listen)"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: empty (set data_dir: /var/lib/shoal/origin or pass --data-dir)"))
+	}
+	if err := c.Log.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.P2P.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("p2p: %w", err))
+	}
+	if err := c.Backend.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

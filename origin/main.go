@@ -1,0 +1,87 @@
+// Command shoal-origin is a dedicated seeder: a content-addressed blob store that takes
+// uploads from the proxy, writes them back to a backend, fetches misses from it, and
+// seeds every blob it holds over BitTorrent.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-p2p/shoal/lib/backend/driver"
+	"github.com/shoal-p2p/shoal/lib/blobstore"
+	"github.com/shoal-p2p/shoal/lib/config"
+	"github.com/shoal-p2p/shoal/lib/httpserver"
+	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/metrics"
+	"github.com/shoal-p2p/shoal/lib/p2p"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "shoal-origin:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg, err := loadConfig(args)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	log, err := logging.New(cfg.Log, "origin")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	reg, err := metrics.New("shoal_origin", time.Second)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+
+	be, err := driver.Open(ctx, cfg.Backend)
+	if err != nil {
+		return err
+	}
+	store, err := blobstore.New(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	engine, err := p2p.New(cfg.P2P, store, log.Named("p2p"), reg.Scope.SubScope("p2p"))
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+
+	srv := NewServer(store, be, engine, log, reg.Scope)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+	return g.Wait()
+}
+
+func loadConfig(args []string) (Config, error) {
+	fs := flag.NewFlagSet("shoal-origin", flag.ContinueOnError)
+	path := fs.String("config", "", "YAML config file (example: config/origin.yaml)")
+	listen := fs.String("listen", "", "HTTP listen address; overrides listen")
+	dataDir := fs.String("data-dir", "", "blob store directory; overrides data_dir")
+	peerIP := fs.String("peer-ip", "", "P2P listen IP; overrides p2p.listen_ip")
+	peerPort := fs.Int("peer-port", 0, "P2P listen port; overrides p2p.listen_port")
+	cfg := DefaultConfig()
+	err := config.FromArgs(fs, args, path, &cfg, func() {
+		config.Set(&cfg.Listen, *listen)
+		config.Set(&cfg.DataDir, *dataDir)
+		config.Set(&cfg.P2P.ListenIP, *peerIP)
+		config.Set(&cfg.P2P.ListenPort, *peerPort)
+	})
+	return cfg, err
+}

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/opencontainers/go-digest"
+	"github.com/uber-go/tally/v4"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/shoal-p2p/shoal/lib/backend"
+	"github.com/shoal-p2p/shoal/lib/blobstore"
+	"github.com/shoal-p2p/shoal/lib/httpserver"
+	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/p2p"
+)
+
+// Server is the origin's HTTP API over its store, backend and P2P engine.
+type Server struct {
+	store   *blobstore.Store
+	backend backend.Backend
+	engine  *p2p.Engine
+	log     *zap.Logger
+	scope   tally.Scope
+	fetches singleflight.Group
+}
+
+// NewServer wires the origin API.
+func NewServer(store *blobstore.Store, be backend.Backend, engine *p2p.Engine, log *zap.Logger, scope tally.Scope) *Server {
+	return &Server{store: store, backend: be, engine: engine, log: log, scope: scope}
+}
+
+// Handler lists every route of the origin.
+func (s *Server) Handler(metrics http.Handler) http.Handler {
+	r := chi.NewRouter()
+	r.Use(httpserver.AccessLog(s.log))
+	httpserver.MountOps(r, metrics, nil)
+	r.Post("/uploads", s.handle(s.startUpload))
+	r.Patch("/uploads/{id}", s.handle(s.appendUpload))
+	r.Get("/uploads/{id}", s.handle(s.uploadStatus))
+	r.Put("/uploads/{id}", s.handle(s.commitUpload))
+	r.Delete("/uploads/{id}", s.handle(s.cancelUpload))
+	r.Head("/blobs/{digest}", s.handle(s.getBlob))
+	r.Get("/blobs/{digest}", s.handle(s.getBlob))
+	r.Get("/blobs/{digest}/metainfo", s.handle(s.getMetainfo))
+	r.Get("/peer", s.handle(s.getPeer))
+	return r
+}
+
+// handle is the one error edge: it maps store sentinels to statuses and codes.
+func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		status, code := http.StatusInternalServerError, "internal"
+		switch {
+		case errors.Is(err, blobstore.ErrNotFound), errors.Is(err, backend.ErrNotFound):
+			status, code = http.StatusNotFound, originclient.CodeNotFound
+		case errors.Is(err, blobstore.ErrUploadUnknown):
+			status, code = http.StatusNotFound, originclient.CodeUploadUnknown
+		case errors.Is(err, blobstore.ErrDigestMismatch):
+			status, code = http.StatusBadRequest, originclient.CodeDigestMismatch
+		case errors.Is(err, blobstore.ErrOffsetMismatch):
+			status, code = http.StatusRequestedRangeNotSatisfiable, originclient.CodeOffsetMismatch
+		case errors.Is(err, errBadRequest):
+			status, code = http.StatusBadRequest, "bad_request"
+		}
+		if status == http.StatusInternalServerError {
+			s.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+		}
+		writeJSON(w, status, originclient.ErrorBody{Error: code, Message: err.Error()})
+	}
+}
+
+var errBadRequest = errors.New("bad request")
+
+func (s *Server) startUpload(w http.ResponseWriter, _ *http.Request) error {
+	id, err := s.store.StartUpload()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/uploads/"+id)
+	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+	return nil
+}
+
+func (s *Server) appendUpload(w http.ResponseWriter, r *http.Request) error {
+	offset, err := strconv.ParseInt(r.Header.Get(originclient.HeaderUploadOffset), 10, 64)
+	if err != nil || offset < 0 {
+		return fmt.Errorf("%w: header %s must be a byte offset", errBadRequest, originclient.HeaderUploadOffset)
+	}
+	size, err := s.store.AppendUpload(chi.URLParam(r, "id"), offset, r.Body)
+	if err != nil {
+		return err
+	}
+	s.scope.Counter("upload_bytes").Inc(size - offset)
+	w.Header().Set(originclient.HeaderUploadSize, strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+func (s *Server) uploadStatus(w http.ResponseWriter, r *http.Request) error {
+	size, err := s.store.UploadSize(chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set(originclient.HeaderUploadSize, strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// commitUpload verifies and stores the blob, then writes it back to the backend before
+// acknowledging, so an acknowledged blob is on the origin's disk and in the backend.
+func (s *Server) commitUpload(w http.ResponseWriter, r *http.Request) error {
+	d, err := parseDigest(r.URL.Query().Get("digest"))
+	if err != nil {
+		return err
+	}
+	id := chi.URLParam(r, "id")
+	if r.ContentLength != 0 {
+		size, err := s.store.UploadSize(id)
+		if err != nil {
+			return err
+		}
+		if _, err := s.store.AppendUpload(id, size, r.Body); err != nil {
+			return err
+		}
+	}
+	if _, err := s.store.CommitUpload(id, d); err != nil {
+		return err
+	}
+	if err := s.writeBack(r.Context(), d); err != nil {
+		return err
+	}
+	s.scope.Counter("blobs_committed").Inc(1)
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func (s *Server) cancelUpload(w http.ResponseWriter, r *http.Request) error {
+	if err := s.store.CancelUpload(chi.URLParam(r, "id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
+	d, err := parseDigest(chi.URLParam(r, "digest"))
+	if err != nil {
+		return err
+	}
+	if err := s.ensureLocal(r.Context(), d); err != nil {
+		return err
+	}
+	f, err := s.store.Open(d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Docker-Content-Digest", d.String())
+	http.ServeContent(w, r, "", time.Time{}, f)
+	return nil
+}
+
+// getMetainfo answers the torrent info of d and starts seeding it: the tracker asks
+// for metainfo exactly when a swarm for d is forming.
+func (s *Server) getMetainfo(w http.ResponseWriter, r *http.Request) error {
+	d, err := parseDigest(chi.URLParam(r, "digest"))
+	if err != nil {
+		return err
+	}
+	if err := s.ensureLocal(r.Context(), d); err != nil {
+		return err
+	}
+	info, err := s.store.Info(d)
+	if err != nil {
+		return err
+	}
+	if err := s.engine.Seed(d, info); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/x-bittorrent")
+	w.Header().Set("Content-Length", strconv.Itoa(len(info)))
+	_, _ = w.Write(info)
+	return nil
+}
+
+func (s *Server) getPeer(w http.ResponseWriter, _ *http.Request) error {
+	ip, port := s.engine.Addr()
+	writeJSON(w, http.StatusOK, originclient.PeerAddr{IP: ip, Port: port})
+	return nil
+}
+
+// ensureLocal makes d present in the store, fetching it from the backend on a miss.
+// Concurrent misses of one digest share a single fetch.
+func (s *Server) ensureLocal(ctx context.Context, d digest.Digest) error {
+	if _, err := s.store.Stat(d); err == nil {
+		return nil
+	} else if !errors.Is(err, blobstore.ErrNotFound) {
+		return err
+	}
+	_, err, _ := s.fetches.Do(d.String(), func() (any, error) {
+		// Detached from the request: a client hanging up must not waste a half-done fetch.
+		return nil, s.fetch(context.WithoutCancel(ctx), d)
+	})
+	return err
+}
+
+func (s *Server) fetch(ctx context.Context, d digest.Digest) error {
+	name := backend.BlobName(d)
+	if _, err := s.backend.Stat(ctx, name); err != nil {
+		return fmt.Errorf("origin fetch %s: %w", d, err)
+	}
+	start := time.Now()
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(s.backend.Download(ctx, name, pw)) }()
+	_, err := s.store.Ingest(d, pr)
+	pr.CloseWithError(err)
+	if err != nil {
+		return fmt.Errorf("origin fetch %s from backend: %w", d, err)
+	}
+	s.scope.Counter("backend_fetches").Inc(1)
+	s.log.Info("fetched from backend", zap.Stringer("digest", d), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// writeBack copies d to the backend unless it is there already.
+func (s *Server) writeBack(ctx context.Context, d digest.Digest) error {
+	name := backend.BlobName(d)
+	if _, err := s.backend.Stat(ctx, name); err == nil {
+		return nil
+	}
+	f, err := s.store.Open(d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := s.backend.Upload(ctx, name, f); err != nil {
+		return fmt.Errorf("origin write-back %s: %w", d, err)
+	}
+	s.scope.Counter("backend_writebacks").Inc(1)
+	return nil
+}
+
+func parseDigest(s string) (digest.Digest, error) {
+	d, err := digest.Parse(s)
+	if err != nil || d.Algorithm() != digest.SHA256 {
+		return "", fmt.Errorf("%w: digest %q is not a sha256 digest", errBadRequest, s)
+	}
+	return d, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

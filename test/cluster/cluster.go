@@ -1,0 +1,289 @@
+// Package cluster starts a local Shoal cluster from the built binaries in bin/: one
+// proxy, build-index, origin and tracker, and N agents, each agent on its own loopback
+// address for P2P (the BitTorrent engine bans peers per IP). It backs `make devcluster`,
+// `make demo` and the end-to-end tests.
+//
+// State layout (wiped on Start):
+//
+//	<state>/
+//	  backend/            filesystem backend standing in for S3 (blobs and tags)
+//	  origin/             origin's content-addressed store
+//	  agent1/ agent2/ ... each agent's store
+//	  <name>.log          each process's log
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Fixed devcluster addresses; the configs in config/devcluster/ use the same.
+const (
+	ProxyAddr      = "127.0.0.1:15000"
+	BuildIndexAddr = "127.0.0.1:15100"
+	OriginAddr     = "127.0.0.1:15200"
+	TrackerAddr    = "127.0.0.1:15300"
+)
+
+// Agent is one agent's addresses.
+type Agent struct {
+	Name     string
+	Registry string // host:port of its registry API (also /health, /metrics)
+	PeerIP   string
+	PeerPort int
+}
+
+// AgentAt returns the devcluster's i-th agent (0-based): registries at 127.0.0.1:16000,
+// 17000, 18000, ..., P2P at 127.0.0.2, .3, .4, ...
+func AgentAt(i int) Agent {
+	port := 16000 + 1000*i
+	return Agent{
+		Name:     fmt.Sprintf("agent%d", i+1),
+		Registry: fmt.Sprintf("127.0.0.1:%d", port),
+		PeerIP:   fmt.Sprintf("127.0.0.%d", i+2),
+		PeerPort: port + 1,
+	}
+}
+
+// Options configure Start.
+type Options struct {
+	// Root is the repository root (holding bin/ and config/); found from the working
+	// directory when empty.
+	Root string
+	// State is the state folder, wiped on start; <Root>/state when empty.
+	State string
+	// Agents is the number of agents (default 3).
+	Agents int
+}
+
+// Cluster is a running local cluster.
+type Cluster struct {
+	State  string
+	Agents []Agent
+	procs  []*process
+}
+
+type process struct {
+	name   string
+	binary string
+	args   []string
+	health string
+	cmd    *exec.Cmd
+	done   chan error
+	log    *os.File
+}
+
+// Start wipes the state folder, starts every process and waits until each answers
+// GET /health. On error, whatever started is stopped.
+func Start(ctx context.Context, o Options) (*Cluster, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(o.State); err != nil {
+		return nil, fmt.Errorf("wipe %s: %w", o.State, err)
+	}
+	if err := os.MkdirAll(o.State, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", o.State, err)
+	}
+	c := &Cluster{State: o.State}
+	cfg := func(name string) string { return filepath.Join(o.Root, "config", "devcluster", name+".yaml") }
+	bin := func(name string) string { return filepath.Join(o.Root, "bin", "shoal-"+name) }
+	type spec struct {
+		name, binary, health string
+		args                 []string
+	}
+	specs := []spec{
+		{"buildindex", "buildindex", BuildIndexAddr, []string{"--config", cfg("buildindex")}},
+		{"origin", "origin", OriginAddr, []string{"--config", cfg("origin"), "--data-dir", "origin"}},
+		{"tracker", "tracker", TrackerAddr, []string{"--config", cfg("tracker")}},
+		{"proxy", "proxy", ProxyAddr, []string{"--config", cfg("proxy")}},
+	}
+	for i := 0; i < o.Agents; i++ {
+		a := AgentAt(i)
+		c.Agents = append(c.Agents, a)
+		specs = append(specs, spec{a.Name, "agent", a.Registry, []string{
+			"--config", cfg("agent"), "--listen", a.Registry, "--data-dir", a.Name,
+			"--peer-ip", a.PeerIP, "--peer-port", strconv.Itoa(a.PeerPort),
+		}})
+	}
+	for _, s := range specs {
+		p := &process{name: s.name, binary: bin(s.binary), args: s.args, health: s.health}
+		c.procs = append(c.procs, p)
+		if err := c.start(ctx, p); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) start(ctx context.Context, p *process) error {
+	if err := c.spawn(p); err != nil {
+		return err
+	}
+	if err := waitHealthy(ctx, p, p.health); err != nil {
+		return fmt.Errorf("%s did not become healthy (log: %s): %w", p.name, p.log.Name(), err)
+	}
+	return nil
+}
+
+// StopProcess stops one process by name ("origin", "agent1", ...), for fault tests.
+func (c *Cluster) StopProcess(name string) error {
+	p, err := c.find(name)
+	if err != nil {
+		return err
+	}
+	p.stop()
+	return nil
+}
+
+// StartProcess starts a process stopped by StopProcess again, with its state kept.
+func (c *Cluster) StartProcess(ctx context.Context, name string) error {
+	p, err := c.find(name)
+	if err != nil {
+		return err
+	}
+	return c.start(ctx, p)
+}
+
+func (c *Cluster) find(name string) (*process, error) {
+	for _, p := range c.procs {
+		if p.name == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("no process %q in the cluster", name)
+}
+
+func (o *Options) defaults() error {
+	if o.Root == "" {
+		root, err := FindRoot()
+		if err != nil {
+			return err
+		}
+		o.Root = root
+	}
+	if o.State == "" {
+		o.State = filepath.Join(o.Root, "state")
+	}
+	if o.Agents == 0 {
+		o.Agents = 3
+	}
+	for _, b := range []string{"proxy", "buildindex", "origin", "tracker", "agent"} {
+		if _, err := os.Stat(filepath.Join(o.Root, "bin", "shoal-"+b)); err != nil {
+			return fmt.Errorf("binary bin/shoal-%s missing (run make build first): %w", b, err)
+		}
+	}
+	return nil
+}
+
+// FindRoot walks up from the working directory to the folder holding go.mod.
+func FindRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory: run from the repository")
+		}
+		dir = parent
+	}
+}
+
+func (c *Cluster) spawn(p *process) error {
+	logf, err := os.OpenFile(filepath.Join(c.State, p.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.binary, p.args...)
+	cmd.Dir = c.State
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", p.name, err)
+	}
+	p.cmd, p.log, p.done = cmd, logf, make(chan error, 1)
+	go func() { p.done <- cmd.Wait() }()
+	return nil
+}
+
+func waitHealthy(ctx context.Context, p *process, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	url := "http://" + addr + "/health"
+	for {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			return fmt.Errorf("exited: %v", err)
+		default:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Exited reports the first process that has exited, if any, so a foreground runner
+// can stop when part of the cluster dies.
+func (c *Cluster) Exited() <-chan string {
+	ch := make(chan string, len(c.procs))
+	for _, p := range c.procs {
+		if p.cmd == nil {
+			continue
+		}
+		go func() {
+			err := <-p.done
+			p.done <- err
+			ch <- fmt.Sprintf("%s exited: %v (log: %s)", p.name, err, p.log.Name())
+		}()
+	}
+	return ch
+}
+
+// Stop sends SIGTERM to every process (agents first), waits up to 10 s each, then kills.
+func (c *Cluster) Stop() {
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		c.procs[i].stop()
+	}
+}
+
+func (p *process) stop() {
+	if p.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		err := <-p.done
+		p.done <- err
+	}
+	p.log.Close()
+	p.cmd = nil
+}

@@ -1,0 +1,46 @@
+// Command devcluster runs a local Shoal cluster in the foreground until Ctrl-C
+// (`make devcluster`): proxy at 127.0.0.1:15000, agents at 127.0.0.1:16000/17000/18000.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/shoal-p2p/shoal/test/cluster"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "devcluster:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c, err := cluster.Start(ctx, cluster.Options{})
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	fmt.Printf("Shoal devcluster up (state and logs in %s)\n", c.State)
+	fmt.Printf("  proxy (push here)   %s\n", cluster.ProxyAddr)
+	fmt.Printf("  build-index         %s\n  origin              %s\n  tracker             %s\n",
+		cluster.BuildIndexAddr, cluster.OriginAddr, cluster.TrackerAddr)
+	for _, a := range c.Agents {
+		fmt.Printf("  %-19s %s (P2P %s:%d)\n", a.Name, a.Registry, a.PeerIP, a.PeerPort)
+	}
+	fmt.Printf("Try: crane push --insecure ... %s/demo/app:v1; crane pull --insecure %s/demo/app:v1 app.tar\n",
+		cluster.ProxyAddr, c.Agents[0].Registry)
+	fmt.Println("Ctrl-C stops the cluster.")
+	select {
+	case <-ctx.Done():
+		return nil
+	case msg := <-c.Exited():
+		return fmt.Errorf("%s", msg)
+	}
+}

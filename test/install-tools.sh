@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the real registry clients the end-to-end tests drive. Idempotent.
+#   crane  : go install (version pinned to go.mod's go-containerregistry)
+#   skopeo : Debian package
+#   busybox: Debian's busybox-static, the static binary of the tiny image docker runs
+set -euo pipefail
+tools=${1:?usage: install-tools.sh TOOLS_DIR}
+mkdir -p "$tools"
+
+if [ ! -x "$tools/crane" ]; then
+	ver=$(go list -m -f '{{.Version}}' github.com/google/go-containerregistry)
+	echo "installing crane $ver"
+	GOBIN="$tools" CGO_ENABLED=0 go install "github.com/google/go-containerregistry/cmd/crane@$ver"
+fi
+
+missing=()
+command -v skopeo >/dev/null || missing+=(skopeo)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "need root to apt-get install ${missing[*]} (or install them yourself)" >&2
+		exit 1
+	fi
+	echo "installing ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
