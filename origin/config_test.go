@@ -1,0 +1,11 @@
+package main
+
+import "testing"
+
+func TestExampleConfigsLoad(t *testing.T) {
+	for _, p := range []string{"../config/origin.yaml", "../config/devcluster/origin.yaml"} {
+		if _, err := loadConfig([]string{"--config", p}); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}

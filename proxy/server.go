@@ -1,0 +1,43 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/uber-go/tally/v4"
+	"go.uber.org/zap"
+
+	"github.com/shoal-p2p/shoal/lib/buildindexclient"
+	"github.com/shoal-p2p/shoal/lib/httpserver"
+	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/registry"
+)
+
+// Server is the proxy: the read-write registry API, blobs and manifests stored on the
+// origin, tags in build-index.
+type Server struct {
+	registry *registry.Registry
+	log      *zap.Logger
+}
+
+// NewServer wires the registry over the origin and build-index clients.
+func NewServer(origin *originclient.Client, buildIndex *buildindexclient.Client, log *zap.Logger, scope tally.Scope) *Server {
+	store := registry.NewOriginStore(origin)
+	reg := registry.New(registry.Options{
+		Blobs:   store,
+		Tags:    registry.BuildIndexTags(buildIndex),
+		Uploads: store,
+		Log:     log,
+		Scope:   scope.SubScope("registry"),
+	})
+	return &Server{registry: reg, log: log}
+}
+
+// Handler lists every route of the proxy.
+func (s *Server) Handler(metrics http.Handler) http.Handler {
+	r := chi.NewRouter()
+	r.Use(httpserver.AccessLog(s.log))
+	httpserver.MountOps(r, metrics, nil)
+	s.registry.Routes(r)
+	return r
+}
