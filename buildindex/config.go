@@ -1,0 +1,39 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/shoal-p2p/shoal/lib/backend/driver"
+	"github.com/shoal-p2p/shoal/lib/logging"
+)
+
+// Config is shoal-buildindex's configuration (example: config/buildindex.yaml).
+type Config struct {
+	// Listen is the HTTP address of the build-index API (tags).
+	Listen string `yaml:"listen"`
+	// Log selects level and format.
+	Log logging.Config `yaml:"log"`
+	// Backend holds the tags; it is the only state, so any build-index over the same
+	// backend answers the same.
+	Backend driver.Config `yaml:"backend"`
+}
+
+// DefaultConfig holds the values used for keys the file leaves out.
+func DefaultConfig() Config {
+	return Config{Listen: "0.0.0.0:15100"}
+}
+
+// Validate checks the whole config; each message names the key and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen: empty (set listen: 0.0.0.0:15100 or pass --listen)"))
+	}
+	if err := c.Log.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Backend.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

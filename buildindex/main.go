@@ -1,0 +1,70 @@
+// Command shoal-buildindex maps repository tags to manifest digests. The proxy writes
+// a tag after a push; agents resolve tags through it on every pull. Tags live in the
+// backend, in docker/distribution's layout, so the process holds no state of its own.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-p2p/shoal/lib/backend/driver"
+	"github.com/shoal-p2p/shoal/lib/config"
+	"github.com/shoal-p2p/shoal/lib/httpserver"
+	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/metrics"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "shoal-buildindex:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg, err := loadConfig(args)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	log, err := logging.New(cfg.Log, "buildindex")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	reg, err := metrics.New("shoal_buildindex", time.Second)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+
+	be, err := driver.Open(ctx, cfg.Backend)
+	if err != nil {
+		return err
+	}
+
+	srv := NewServer(be, log, reg.Scope)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+	return g.Wait()
+}
+
+func loadConfig(args []string) (Config, error) {
+	fs := flag.NewFlagSet("shoal-buildindex", flag.ContinueOnError)
+	path := fs.String("config", "", "YAML config file (example: config/buildindex.yaml)")
+	listen := fs.String("listen", "", "HTTP listen address; overrides listen")
+	cfg := DefaultConfig()
+	err := config.FromArgs(fs, args, path, &cfg, func() {
+		config.Set(&cfg.Listen, *listen)
+	})
+	return cfg, err
+}

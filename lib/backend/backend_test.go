@@ -1,0 +1,50 @@
+package backend
+
+import (
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func TestBlobName(t *testing.T) {
+	t.Parallel()
+	d := digest.FromString("hello")
+	want := "docker/registry/v2/blobs/sha256/" + d.Encoded()[:2] + "/" + d.Encoded() + "/data"
+	if got := BlobName(d); got != want {
+		t.Fatalf("BlobName = %q, want %q", got, want)
+	}
+}
+
+func TestTagName(t *testing.T) {
+	t.Parallel()
+	got := TagName("library/busybox", "1.36")
+	want := "docker/registry/v2/repositories/library/busybox/_manifests/tags/1.36/current/link"
+	if got != want {
+		t.Fatalf("TagName = %q, want %q", got, want)
+	}
+	if p := TagsPrefix("library/busybox"); got[:len(p)] != p {
+		t.Fatalf("TagsPrefix %q is not a prefix of %q", p, got)
+	}
+}
+
+func TestParseTagName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		repo, tag string
+		ok        bool
+	}{
+		{TagName("busybox", "latest"), "busybox", "latest", true},
+		{TagName("a/b/c", "v1.0"), "a/b/c", "v1.0", true},
+		{RepositoriesPrefix + "busybox/_manifests/tags/latest/index/sha256/ab/link", "", "", false},
+		{RepositoriesPrefix + "busybox/_layers/sha256/ab/link", "", "", false},
+		{RepositoriesPrefix + "_manifests/tags/latest/current/link", "", "", false},
+		{RepositoriesPrefix + "busybox/_manifests/tags//current/link", "", "", false},
+		{"docker/registry/v2/blobs/sha256/ab/abcd/data", "", "", false},
+	} {
+		repo, tag, ok := ParseTagName(tc.name)
+		if repo != tc.repo || tag != tc.tag || ok != tc.ok {
+			t.Errorf("ParseTagName(%q) = %q, %q, %v; want %q, %q, %v", tc.name, repo, tag, ok, tc.repo, tc.tag, tc.ok)
+		}
+	}
+}

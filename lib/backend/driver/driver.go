@@ -1,0 +1,73 @@
+// Package driver picks and opens a backend driver from config. The kinds table below is
+// the one place a new driver (s3, gcs, ...) is added: no init() registration.
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/shoal-p2p/shoal/lib/backend"
+	"github.com/shoal-p2p/shoal/lib/backend/filesystem"
+)
+
+// Config selects a backend driver and carries each driver's settings; only the one
+// Kind names is used. A binary embeds it under the key "backend".
+type Config struct {
+	// Kind names the driver: fs (a directory; more kinds arrive with object stores).
+	Kind string `yaml:"kind"`
+	// FS configures the fs driver.
+	FS filesystem.Config `yaml:"fs"`
+}
+
+// kinds maps each Kind to its validation and constructor.
+var kinds = map[string]struct {
+	validate func(Config) error
+	open     func(context.Context, Config) (backend.Backend, error)
+}{
+	"fs": {
+		validate: func(c Config) error {
+			if c.FS.Root == "" {
+				return errors.New("backend.fs.root: empty (set backend.fs.root to a directory, e.g. /var/lib/shoal/backend)")
+			}
+			return nil
+		},
+		open: func(_ context.Context, c Config) (backend.Backend, error) { return filesystem.New(c.FS) },
+	},
+}
+
+func kindNames() string {
+	names := make([]string, 0, len(kinds))
+	for k := range kinds {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return strings.Join(names, " | ")
+}
+
+// Validate checks the kind and that driver's settings. Messages name the full key
+// (backend.…) and the fix.
+func (c Config) Validate() error {
+	k, ok := kinds[c.Kind]
+	switch {
+	case c.Kind == "":
+		return fmt.Errorf("backend.kind: empty (set backend.kind: %s)", kindNames())
+	case !ok:
+		return fmt.Errorf("backend.kind: unknown %q (set backend.kind: %s)", c.Kind, kindNames())
+	}
+	return k.validate(c)
+}
+
+// Open validates cfg and opens the driver it names.
+func Open(ctx context.Context, cfg Config) (backend.Backend, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := kinds[cfg.Kind].open(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open %s backend: %w", cfg.Kind, err)
+	}
+	return b, nil
+}

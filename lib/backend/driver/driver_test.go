@@ -1,0 +1,48 @@
+package driver
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shoal-p2p/shoal/lib/backend/filesystem"
+)
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string // "" if valid, else the whole message
+	}{
+		{"fs", Config{Kind: "fs", FS: filesystem.Config{Root: "backend"}}, ""},
+		{"no kind", Config{}, "backend.kind: empty (set backend.kind: fs)"},
+		{"unknown kind", Config{Kind: "x"}, `backend.kind: unknown "x" (set backend.kind: fs)`},
+		{"fs without root", Config{Kind: "fs"}, "backend.fs.root: empty (set backend.fs.root to a directory, e.g. /var/lib/shoal/backend)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tc.want != "" && (err == nil || err.Error() != tc.want):
+				t.Fatalf("Validate: %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestOpen(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "backend")
+	b, err := Open(t.Context(), Config{Kind: "fs", FS: filesystem.Config{Root: root}})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := b.Upload(t.Context(), "x", strings.NewReader("y")); err != nil {
+		t.Fatalf("Upload through the opened backend: %v", err)
+	}
+	if _, err := Open(t.Context(), Config{Kind: "x"}); err == nil || !strings.HasPrefix(err.Error(), "backend.kind:") {
+		t.Fatalf("Open of an unknown kind: %v, want the validation error", err)
+	}
+}
