@@ -1,0 +1,75 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/shoal-p2p/shoal/lib/logging"
+)
+
+// Config is shoal-tracker's configuration (example: config/tracker.yaml).
+type Config struct {
+	// Listen is the HTTP address of the tracker API (metainfo, announce).
+	Listen string `yaml:"listen"`
+	// Log selects level and format.
+	Log logging.Config `yaml:"log"`
+	// Origins are the base URLs of the origins, tried in order for metainfo; the one
+	// that answers starts seeding the blob and is handed out to its swarm.
+	Origins []string `yaml:"origins"`
+	// AnnounceInterval is how often a peer still downloading is told to announce;
+	// whole seconds, default 3s.
+	AnnounceInterval time.Duration `yaml:"announce_interval"`
+	// SeederInterval is the interval told to a peer that announces complete; default 60s.
+	SeederInterval time.Duration `yaml:"seeder_interval"`
+	// PeerTTL is how long a downloading peer stays in its swarm without announcing; a
+	// complete peer is kept for seeder_interval + peer_ttl. Default 10s.
+	PeerTTL time.Duration `yaml:"peer_ttl"`
+	// MaxPeers bounds one hand-out, origins included; default 50.
+	MaxPeers int `yaml:"max_peers"`
+}
+
+// DefaultConfig holds the values used for keys the file leaves out.
+func DefaultConfig() Config {
+	return Config{
+		Listen:           "0.0.0.0:15300",
+		AnnounceInterval: 3 * time.Second,
+		SeederInterval:   60 * time.Second,
+		PeerTTL:          10 * time.Second,
+		MaxPeers:         50,
+	}
+}
+
+// Validate checks the whole config; each message names the key and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen: empty (set listen: 0.0.0.0:15300 or pass --listen)"))
+	}
+	if err := c.Log.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.Origins) == 0 {
+		errs = append(errs, errors.New("origins: empty (list at least one origin URL, e.g. origins: [http://origin:15200])"))
+	}
+	for i, o := range c.Origins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("origins[%d]: %q is not an origin URL (use http://host:port)", i, o))
+		}
+	}
+	if c.AnnounceInterval < time.Second || c.AnnounceInterval%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("announce_interval: %s is not a whole number of seconds of at least 1s (use e.g. 3s)", c.AnnounceInterval))
+	}
+	if c.SeederInterval < c.AnnounceInterval || c.SeederInterval%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("seeder_interval: %s must be whole seconds and at least announce_interval %s (use e.g. 60s)", c.SeederInterval, c.AnnounceInterval))
+	}
+	if c.PeerTTL <= c.AnnounceInterval {
+		errs = append(errs, fmt.Errorf("peer_ttl: %s must exceed announce_interval %s, or peers vanish between announces (use about 3x, e.g. 10s)", c.PeerTTL, c.AnnounceInterval))
+	}
+	if c.MaxPeers < 1 {
+		errs = append(errs, fmt.Errorf("max_peers: %d is not positive (use e.g. 50)", c.MaxPeers))
+	}
+	return errors.Join(errs...)
+}

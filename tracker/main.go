@@ -1,0 +1,76 @@
+// Command shoal-tracker introduces the peers of each blob's swarm to one another and to
+// the origins seeding it, and serves blob metainfo (fetched from the origins, cached).
+// Its peer store lives in memory: peers re-announce every few seconds, so a restarted
+// tracker is whole again within one announce interval.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-p2p/shoal/lib/config"
+	"github.com/shoal-p2p/shoal/lib/httpserver"
+	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/metrics"
+	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/peerstore"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "shoal-tracker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg, err := loadConfig(args)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	log, err := logging.New(cfg.Log, "tracker")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	reg, err := metrics.New("shoal_tracker", time.Second)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+
+	hc := &http.Client{Timeout: 0} // each call is bounded by its context
+	origins := make([]*originclient.Client, len(cfg.Origins))
+	for i, u := range cfg.Origins {
+		origins[i] = originclient.New(u, hc)
+	}
+	store := peerstore.New(cfg.PeerTTL, cfg.SeederInterval+cfg.PeerTTL, cfg.MaxPeers)
+
+	srv := NewServer(cfg, origins, store, log, reg.Scope)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+	g.Go(func() error { return srv.ExpireLoop(ctx, cfg.PeerTTL) })
+	return g.Wait()
+}
+
+func loadConfig(args []string) (Config, error) {
+	fs := flag.NewFlagSet("shoal-tracker", flag.ContinueOnError)
+	path := fs.String("config", "", "YAML config file (example: config/tracker.yaml)")
+	listen := fs.String("listen", "", "HTTP listen address; overrides listen")
+	cfg := DefaultConfig()
+	err := config.FromArgs(fs, args, path, &cfg, func() {
+		config.Set(&cfg.Listen, *listen)
+	})
+	return cfg, err
+}
