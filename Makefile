@@ -6,7 +6,7 @@ TOOLS    := $(CURDIR)/.tools/bin
 export CGO_ENABLED := 0
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all build test unit e2e tools devcluster demo lint clean images
+.PHONY: all build test unit e2e integration tools devcluster demo lint clean images
 
 all: build
 
@@ -17,8 +17,8 @@ build:
 		$(GO) build -trimpath -ldflags='-s -w' -o bin/shoal-$$b ./$$b || exit 1; \
 	done
 
-## test: lint, unit tests, then the end-to-end suite against a local cluster
-test: lint unit e2e
+## test: lint, unit tests, integration tests against real servers, the end-to-end suite, the demo
+test: lint unit integration e2e demo
 
 ## unit: go test ./... (fast, in-process)
 unit:
@@ -27,6 +27,10 @@ unit:
 ## e2e: real clients (crane, skopeo, docker) against a cluster of the built binaries
 e2e: build tools
 	$(GO) test -tags e2e -count=1 -timeout 20m -v ./test/e2e/
+
+## integration: tests against real servers (S3, GCS, ...) that the tests start from .tools/bin
+integration: tools
+	$(GO) test -tags integration -count=1 -timeout 20m ./...
 
 ## tools: install the real clients the tests use (idempotent)
 tools:
@@ -46,6 +50,7 @@ lint:
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/...
+	$(GO) vet -tags integration ./...
 
 clean:
 	rm -rf bin state
