@@ -64,6 +64,8 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 		}
 		status, code := http.StatusInternalServerError, "internal"
 		switch {
+		case errors.Is(err, errBackendCorrupt): // before ErrDigestMismatch, which it wraps
+			status, code = http.StatusBadGateway, "backend_corrupt"
 		case errors.Is(err, blobstore.ErrNotFound), errors.Is(err, backend.ErrNotFound):
 			status, code = http.StatusNotFound, originclient.CodeNotFound
 		case errors.Is(err, blobstore.ErrUploadUnknown):
@@ -75,7 +77,7 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 		case errors.Is(err, errBadRequest):
 			status, code = http.StatusBadRequest, "bad_request"
 		}
-		if status == http.StatusInternalServerError {
+		if status >= http.StatusInternalServerError {
 			s.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 		}
 		writeJSON(w, status, originclient.ErrorBody{Error: code, Message: err.Error()})
@@ -83,6 +85,10 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 }
 
 var errBadRequest = errors.New("bad request")
+
+// errBackendCorrupt marks a backend object that does not hash to its name: the origin's
+// fault (502), not a digest mismatch blamed on the caller.
+var errBackendCorrupt = errors.New("backend object does not match its digest")
 
 func (s *Server) startUpload(w http.ResponseWriter, _ *http.Request) error {
 	id, err := s.store.StartUpload()
@@ -228,6 +234,9 @@ func (s *Server) fetch(ctx context.Context, d digest.Digest) error {
 	go func() { pw.CloseWithError(s.backend.Download(ctx, name, pw)) }()
 	_, err := s.store.Ingest(d, pr)
 	pr.CloseWithError(err)
+	if errors.Is(err, blobstore.ErrDigestMismatch) {
+		return fmt.Errorf("origin fetch %s from backend: %w: %w", d, errBackendCorrupt, err)
+	}
 	if err != nil {
 		return fmt.Errorf("origin fetch %s from backend: %w", d, err)
 	}
