@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/metrics"
 	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/taskqueue"
 )
 
 func main() {
@@ -63,8 +65,15 @@ func run(args []string) error {
 	}
 	defer engine.Close()
 
-	srv := NewServer(store, be, engine, log, reg.Scope)
+	tasks, err := taskqueue.Open(filepath.Join(cfg.DataDir, "tasks.db"))
+	if err != nil {
+		return err
+	}
+	defer tasks.Close()
+
+	srv := NewServer(store, be, engine, tasks, log, reg.Scope)
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Run(ctx) })
 	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
 	return g.Wait()
 }

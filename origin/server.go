@@ -21,6 +21,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/originclient"
 	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/taskqueue"
 )
 
 // Server is the origin's HTTP API over its store, backend and P2P engine.
@@ -31,11 +32,30 @@ type Server struct {
 	log     *zap.Logger
 	scope   tally.Scope
 	fetches singleflight.Group
+	tasks   *taskqueue.Queue
+	runner  *taskqueue.Runner
 }
 
-// NewServer wires the origin API.
-func NewServer(store *blobstore.Store, be backend.Backend, engine *p2p.Engine, log *zap.Logger, scope tally.Scope) *Server {
-	return &Server{store: store, backend: be, engine: engine, log: log, scope: scope}
+// Task kinds in the origin's durable queue.
+const taskWriteBack = "writeback"
+
+// NewServer wires the origin API. tasks is the durable queue of write-backs; Run
+// works it off.
+func NewServer(store *blobstore.Store, be backend.Backend, engine *p2p.Engine, tasks *taskqueue.Queue, log *zap.Logger, scope tally.Scope) *Server {
+	s := &Server{store: store, backend: be, engine: engine, tasks: tasks, log: log, scope: scope}
+	s.runner = taskqueue.NewRunner(tasks, s.runTask, 4, time.Second, log.Named("tasks"), scope.SubScope("tasks"))
+	return s
+}
+
+// Run works off queued tasks (also those left by a crash) until ctx ends.
+func (s *Server) Run(ctx context.Context) error { return s.runner.Run(ctx) }
+
+func (s *Server) runTask(ctx context.Context, t taskqueue.Task) error {
+	switch t.Kind {
+	case taskWriteBack:
+		return s.writeBack(ctx, t.Digest)
+	}
+	return fmt.Errorf("unknown task kind %q", t.Kind)
 }
 
 // Handler lists every route of the origin.
@@ -125,8 +145,9 @@ func (s *Server) uploadStatus(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// commitUpload verifies and stores the blob, then writes it back to the backend before
-// acknowledging, so an acknowledged blob is on the origin's disk and in the backend.
+// commitUpload verifies and stores the blob and queues its write-back durably before
+// acknowledging: an acknowledged blob is on this origin's disk and will reach the
+// backend even across a crash; until then it is pinned.
 func (s *Server) commitUpload(w http.ResponseWriter, r *http.Request) error {
 	d, err := parseDigest(r.URL.Query().Get("digest"))
 	if err != nil {
@@ -145,9 +166,10 @@ func (s *Server) commitUpload(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.store.CommitUpload(id, d); err != nil {
 		return err
 	}
-	if err := s.writeBack(r.Context(), d); err != nil {
-		return err
+	if err := s.tasks.Add(taskqueue.Task{Kind: taskWriteBack, Digest: d}); err != nil {
+		return fmt.Errorf("origin commit %s: queue write-back: %w", d, err)
 	}
+	s.runner.Notify()
 	s.scope.Counter("blobs_committed").Inc(1)
 	w.WriteHeader(http.StatusCreated)
 	return nil

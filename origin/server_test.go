@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/uber-go/tally/v4"
@@ -25,6 +27,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/metainfo"
 	"github.com/shoal-p2p/shoal/lib/originclient"
 	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/taskqueue"
 )
 
 // The server starts fetch goroutines, the P2P engine its client's, httptest its
@@ -42,6 +45,7 @@ type testOrigin struct {
 	store  *blobstore.Store
 	be     *filesystem.Backend
 	engine *p2p.Engine
+	srv    *Server
 }
 
 func newOrigin(t *testing.T) *testOrigin {
@@ -65,12 +69,17 @@ func newOrigin(t *testing.T) *testOrigin {
 			t.Errorf("engine close: %v", err)
 		}
 	})
-	srv := NewServer(store, be, engine, log, tally.NoopScope)
+	tasks, err := taskqueue.Open(filepath.Join(t.TempDir(), "tasks.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tasks.Close() })
+	srv := NewServer(store, be, engine, tasks, log, tally.NoopScope)
 	ts := httptest.NewServer(srv.Handler(nil))
 	t.Cleanup(ts.Close) // runs before engine.Close
 	return &testOrigin{
 		c:   originclient.New(ts.URL, ts.Client()),
-		url: ts.URL, hc: ts.Client(), store: store, be: be, engine: engine,
+		url: ts.URL, hc: ts.Client(), store: store, be: be, engine: engine, srv: srv,
 	}
 }
 
@@ -86,6 +95,9 @@ func randomBytes(n int, seed uint64) []byte {
 // backendBytes reads d's object from the backend directly.
 func (o *testOrigin) backendBytes(t *testing.T, d digest.Digest) []byte {
 	t.Helper()
+	if err := o.srv.runner.RunDue(t.Context()); err != nil {
+		t.Fatalf("write-back: %v", err)
+	}
 	var buf bytes.Buffer
 	if err := o.be.Download(context.Background(), backend.BlobName(d), &buf); err != nil {
 		t.Fatalf("backend download %s: %v", d, err)
@@ -598,5 +610,90 @@ func TestBadUploadOffsetHeaderIsBadRequest(t *testing.T) {
 	}
 	if n, err := o.c.UploadSize(ctx, id); err != nil || n != 0 {
 		t.Fatalf("size after bad appends: %d, %v; want 0", n, err)
+	}
+}
+
+// flakyBackend fails every Upload while down is set: an object store that is away.
+type flakyBackend struct {
+	backend.Backend
+	mu   sync.Mutex
+	down bool
+}
+
+func (f *flakyBackend) Upload(ctx context.Context, name string, r io.Reader) error {
+	f.mu.Lock()
+	down := f.down
+	f.mu.Unlock()
+	if down {
+		return errors.New("backend unreachable")
+	}
+	return f.Backend.Upload(ctx, name, r)
+}
+
+// A push acknowledged while the backend is down reaches the backend after the origin
+// restarts and the backend comes back: the write-back queue is durable.
+func TestAcknowledgedBlobReachesBackendAfterRestart(t *testing.T) {
+	dataDir, backendDir := t.TempDir(), t.TempDir()
+	fsb, err := filesystem.New(filesystem.Config{Root: backendDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := &flakyBackend{Backend: fsb, down: true}
+	start := func() (*Server, *httptest.Server, func()) {
+		store, err := blobstore.New(dataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		engine, err := p2p.New(p2p.Config{ListenIP: "127.0.0.1"}, store, zap.NewNop(), tally.NoopScope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tasks, err := taskqueue.Open(filepath.Join(dataDir, "tasks.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := NewServer(store, be, engine, tasks, zap.NewNop(), tally.NoopScope)
+		ts := httptest.NewServer(srv.Handler(nil))
+		return srv, ts, func() { ts.Close(); engine.Close(); tasks.Close() }
+	}
+
+	srv, ts, stop := start()
+	data := randomBytes(300<<10, 7)
+	d := digest.FromBytes(data)
+	c := originclient.New(ts.URL, ts.Client())
+	id, err := c.StartUpload(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AppendUpload(t.Context(), id, 0, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CommitUpload(t.Context(), id, d); err != nil {
+		t.Fatalf("commit while the backend is down must be acknowledged: %v", err)
+	}
+	if err := srv.runner.RunDue(t.Context()); err == nil {
+		t.Fatal("write-back succeeded while the backend is down")
+	}
+	stop() // the origin goes away with its write-back still pending
+
+	be.mu.Lock()
+	be.down = false
+	be.mu.Unlock()
+	srv, _, stop = start()
+	defer stop()
+	// The failed try was scheduled with backoff; run what is due once that passes.
+	tasks, _ := srv.tasks.Due(time.Now().Add(time.Hour), 0)
+	if len(tasks) != 1 || tasks[0].Digest != d || tasks[0].Attempts != 1 {
+		t.Fatalf("pending tasks after restart: %+v", tasks)
+	}
+	if pinned, _ := srv.tasks.Pinned(d); !pinned {
+		t.Fatal("blob awaiting write-back is not pinned")
+	}
+	if err := srv.runTask(t.Context(), tasks[0]); err != nil {
+		t.Fatalf("write-back after restart: %v", err)
+	}
+	var buf bytes.Buffer
+	if err := fsb.Download(t.Context(), backend.BlobName(d), &buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("backend copy: %v, %d bytes", err, buf.Len())
 	}
 }
