@@ -40,7 +40,11 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *za
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err := srv.Shutdown(sctx)
+	// Serve returns once Shutdown has closed the listener, or at once if Shutdown ran
+	// before it started; only then is the listener closed and the port free.
+	<-errc
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown %s: %w", ln.Addr(), err)
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/uber-go/tally/v4"
 	promreporter "github.com/uber-go/tally/v4/prometheus"
 )
@@ -22,7 +24,12 @@ type Registry struct {
 // New returns a root scope prefixed with component (e.g. "shoal_agent") that reports
 // to a Prometheus registry every interval.
 func New(component string, interval time.Duration) (*Registry, error) {
-	reporter := promreporter.NewReporter(promreporter.Options{})
+	// A registry of its own, not Prometheus's global one: on the global one a second
+	// Registry in the process (a test run twice, -count) panics on the first metric
+	// name the two share.
+	pr := prometheus.NewRegistry()
+	pr.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reporter := promreporter.NewReporter(promreporter.Options{Registerer: pr})
 	scope, closer := tally.NewRootScope(tally.ScopeOptions{
 		Prefix:         component,
 		CachedReporter: reporter,

@@ -1,0 +1,549 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/uber-go/tally/v4"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/shoal-p2p/shoal/lib/blobstore"
+	"github.com/shoal-p2p/shoal/lib/buildindexclient"
+	"github.com/shoal-p2p/shoal/lib/metainfo"
+	"github.com/shoal-p2p/shoal/lib/oci"
+	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/trackerclient"
+)
+
+// The p2p engine and the HTTP servers and clients start goroutines; all must stop.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const testProxy = "registry.example.com:15000"
+
+// testTimeout bounds each request to the agent.
+const testTimeout = 20 * time.Second
+
+// cluster fakes the agent's upstreams: a tracker serving metainfo computed from the
+// blobs it is given and handing out seeders, a build-index of tags, and an origin
+// serving the blobs over HTTP. It counts the requests each receives.
+type cluster struct {
+	mu      sync.Mutex
+	blobs   map[digest.Digest][]byte
+	tags    map[string]digest.Digest // "repo:tag"
+	seeders []p2p.Peer
+	hits    map[string]int
+
+	tracker, buildIndex, origin *httptest.Server
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := &cluster{blobs: map[digest.Digest][]byte{}, tags: map[string]digest.Digest{}, hits: map[string]int{}}
+
+	tr := http.NewServeMux()
+	tr.HandleFunc("GET /metainfo/{digest}", func(w http.ResponseWriter, r *http.Request) {
+		c.hit("tracker metainfo")
+		b, ok := c.blob(digest.Digest(r.PathValue("digest")))
+		if !ok {
+			notFound(w, trackerclient.CodeNotFound)
+			return
+		}
+		res, err := metainfo.Generate(bytes.NewReader(b), metainfo.PieceLength(int64(len(b))))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-bittorrent")
+		_, _ = w.Write(res.InfoBytes)
+	})
+	tr.HandleFunc("POST /announce", func(w http.ResponseWriter, r *http.Request) {
+		c.hit("tracker announce")
+		var a p2p.Announce
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil || len(a.InfoHash) != 40 || a.Digest == "" {
+			http.Error(w, fmt.Sprintf("bad announce %+v: %v", a, err), http.StatusBadRequest)
+			return
+		}
+		c.mu.Lock()
+		peers := append([]p2p.Peer{}, c.seeders...)
+		c.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(p2p.AnnounceReply{IntervalSeconds: 1, Peers: peers})
+	})
+	c.tracker = httptest.NewServer(tr)
+	t.Cleanup(c.tracker.Close)
+
+	c.buildIndex = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rest, ok := strings.CutPrefix(r.URL.Path, "/tags/")
+		repo, tag, found := strings.Cut(rest, "/_tag/")
+		if r.Method != http.MethodGet || !ok || !found {
+			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusBadRequest)
+			return
+		}
+		c.hit("buildindex tag")
+		c.mu.Lock()
+		d, ok := c.tags[repo+":"+tag]
+		c.mu.Unlock()
+		if !ok {
+			notFound(w, buildindexclient.CodeNotFound)
+			return
+		}
+		_, _ = io.WriteString(w, d.String())
+	}))
+	t.Cleanup(c.buildIndex.Close)
+
+	or := http.NewServeMux()
+	or.HandleFunc("GET /blobs/{digest}", func(w http.ResponseWriter, r *http.Request) {
+		c.hit("origin " + r.Method + " blob")
+		b, ok := c.blob(digest.Digest(r.PathValue("digest")))
+		if !ok {
+			notFound(w, originclient.CodeNotFound)
+			return
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+	})
+	c.origin = httptest.NewServer(or)
+	t.Cleanup(c.origin.Close)
+	return c
+}
+
+func notFound(w http.ResponseWriter, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotFound)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
+}
+
+func (c *cluster) hit(what string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hits[what]++
+}
+
+// count returns how many requests of a kind the fakes have answered.
+func (c *cluster) count(what string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hits[what]
+}
+
+func (c *cluster) blob(d digest.Digest) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.blobs[d]
+	return b, ok
+}
+
+// add makes the origin (and so the tracker) hold b.
+func (c *cluster) add(b []byte) digest.Digest {
+	d := digest.FromBytes(b)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.blobs[d] = b
+	return d
+}
+
+func (c *cluster) tag(repo, tag string, d digest.Digest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tags[repo+":"+tag] = d
+}
+
+// agent is the real agent server over a temp-dir store and a real p2p engine,
+// pointed at a cluster's fakes.
+type agent struct {
+	url   string
+	hc    *http.Client
+	store *blobstore.Store
+	cfg   Config
+}
+
+func newEngine(t *testing.T, ip string) (*p2p.Engine, *blobstore.Store) {
+	t.Helper()
+	store, err := blobstore.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := p2p.New(p2p.Config{ListenIP: ip}, store, zap.NewNop(), tally.NoopScope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("close engine %s: %v", ip, err)
+		}
+	})
+	return e, store
+}
+
+// newAgent starts an agent whose engine listens on ip (one per test: peers are banned
+// by IP).
+func newAgent(t *testing.T, c *cluster, ip string) *agent {
+	t.Helper()
+	engine, store := newEngine(t, ip)
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.P2P = p2p.Config{ListenIP: ip}
+	cfg.Tracker, cfg.BuildIndex, cfg.Origin = c.tracker.URL, c.buildIndex.URL, c.origin.URL
+	cfg.Proxy = testProxy
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	upstream := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(upstream.CloseIdleConnections)
+	srv := NewServer(ServerDeps{
+		Store:      store,
+		Engine:     engine,
+		Tracker:    trackerclient.New(cfg.Tracker, upstream),
+		Origin:     originclient.New(cfg.Origin, upstream),
+		BuildIndex: buildindexclient.New(cfg.BuildIndex, upstream),
+	}, cfg, zap.NewNop(), tally.NoopScope)
+	hs := httptest.NewServer(srv.Handler(nil))
+	t.Cleanup(hs.Close) // before the engine closes: requests may be reading from it
+	// The timeout is a hang guard (a fetch with no peers waits for them), not an
+	// assertion on speed.
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: testTimeout}
+	t.Cleanup(hc.CloseIdleConnections)
+	return &agent{url: hs.URL, hc: hc, store: store, cfg: cfg}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (a *agent) do(t *testing.T, method, path string, header ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, a.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", method, path, err)
+	}
+	return response{resp.StatusCode, resp.Header, body}
+}
+
+// ociError decodes an error envelope and returns its first entry.
+func ociError(t *testing.T, r response) oci.EnvelopeError {
+	t.Helper()
+	var env oci.Envelope
+	if err := json.Unmarshal(r.body, &env); err != nil || len(env.Errors) == 0 {
+		t.Fatalf("not an error envelope (%d): %q", r.status, r.body)
+	}
+	return env.Errors[0]
+}
+
+func randomBlob(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, 11))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// TestSmallBlobFromOrigin: a blob under direct_below comes over HTTP from the origin,
+// is served whole, and is then answered from the cache without any upstream.
+func TestSmallBlobFromOrigin(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := newAgent(t, c, "127.0.0.70")
+	data := randomBlob(10_000, 1)
+	d := c.add(data)
+	path := "/v2/library/busybox/blobs/" + d.String()
+
+	r := a.do(t, http.MethodGet, path)
+	if r.status != http.StatusOK || !bytes.Equal(r.body, data) {
+		t.Fatalf("GET: %d, %d bytes", r.status, len(r.body))
+	}
+	if r.header.Get("Docker-Content-Digest") != d.String() {
+		t.Errorf("Docker-Content-Digest %q", r.header.Get("Docker-Content-Digest"))
+	}
+	if n := c.count("origin GET blob"); n != 1 {
+		t.Fatalf("origin served %d GETs, want 1", n)
+	}
+	if size, err := a.store.Stat(d); err != nil || size != int64(len(data)) {
+		t.Fatalf("not cached: %d, %v", size, err)
+	}
+
+	r = a.do(t, http.MethodGet, path)
+	if r.status != http.StatusOK || !bytes.Equal(r.body, data) {
+		t.Fatalf("second GET: %d, %d bytes", r.status, len(r.body))
+	}
+	r = a.do(t, http.MethodHead, path)
+	if r.status != http.StatusOK || r.header.Get("Content-Length") != strconv.Itoa(len(data)) {
+		t.Fatalf("HEAD: %d, Content-Length %q", r.status, r.header.Get("Content-Length"))
+	}
+	if o, m := c.count("origin GET blob"), c.count("tracker metainfo"); o != 1 || m != 1 {
+		t.Errorf("after cached reads: origin GETs %d, tracker metainfo %d; want 1 and 1", o, m)
+	}
+	if n := c.count("tracker announce"); n != 0 {
+		t.Errorf("%d announces for a blob fetched directly", n)
+	}
+}
+
+// TestCachedBlobRange: a blob already in the store is served, Range included, with no
+// upstream asked.
+func TestCachedBlobRange(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := newAgent(t, c, "127.0.0.71")
+	data := randomBlob(100_000, 2)
+	d := digest.FromBytes(data)
+	if _, err := a.store.Ingest(d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	path := "/v2/library/busybox/blobs/" + d.String()
+
+	r := a.do(t, http.MethodGet, path, "Range", "bytes=65530-65549")
+	if r.status != http.StatusPartialContent || !bytes.Equal(r.body, data[65530:65550]) {
+		t.Fatalf("ranged GET: %d %q", r.status, r.body)
+	}
+	if cr := r.header.Get("Content-Range"); cr != fmt.Sprintf("bytes 65530-65549/%d", len(data)) {
+		t.Errorf("Content-Range %q", cr)
+	}
+	r = a.do(t, http.MethodGet, path, "Range", "bytes=-5")
+	if r.status != http.StatusPartialContent || !bytes.Equal(r.body, data[len(data)-5:]) {
+		t.Errorf("suffix range: %d %q", r.status, r.body)
+	}
+	r = a.do(t, http.MethodGet, path, "Range", fmt.Sprintf("bytes=%d-", len(data)))
+	if r.status != http.StatusRequestedRangeNotSatisfiable {
+		t.Errorf("range past the end: %d", r.status)
+	}
+	r = a.do(t, http.MethodGet, path)
+	if r.status != http.StatusOK || !bytes.Equal(r.body, data) || r.header.Get("Accept-Ranges") != "bytes" {
+		t.Errorf("GET: %d, %d bytes, Accept-Ranges %q", r.status, len(r.body), r.header.Get("Accept-Ranges"))
+	}
+	for _, what := range []string{"tracker metainfo", "tracker announce", "origin GET blob", "origin HEAD blob"} {
+		if n := c.count(what); n != 0 {
+			t.Errorf("%s: %d requests for a cached blob", what, n)
+		}
+	}
+}
+
+// TestManifestByTag: a tag resolves through build-index, on every request, and the
+// manifest comes from the origin with its media type and digest.
+func TestManifestByTag(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := newAgent(t, c, "127.0.0.72")
+	manifest := func(layer string) []byte {
+		return []byte(`{"schemaVersion":2,"mediaType":"` + oci.MediaTypeDockerManifest + `",` +
+			`"config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"` + digest.FromString("{}").String() + `"},` +
+			`"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":5,"digest":"` + digest.FromString(layer).String() + `"}]}`)
+	}
+	m1, m2 := manifest("one"), manifest("two")
+	d1, d2 := c.add(m1), c.add(m2)
+	c.tag("library/busybox", "latest", d1)
+
+	check := func(method string, want []byte, d digest.Digest) {
+		t.Helper()
+		r := a.do(t, method, "/v2/library/busybox/manifests/latest")
+		if r.status != http.StatusOK {
+			t.Fatalf("%s manifest: %d %s", method, r.status, r.body)
+		}
+		if ct := r.header.Get("Content-Type"); ct != oci.MediaTypeDockerManifest {
+			t.Errorf("%s manifest: Content-Type %q", method, ct)
+		}
+		if got := r.header.Get("Docker-Content-Digest"); got != d.String() {
+			t.Errorf("%s manifest: Docker-Content-Digest %q, want %s", method, got, d)
+		}
+		if cl := r.header.Get("Content-Length"); cl != strconv.Itoa(len(want)) {
+			t.Errorf("%s manifest: Content-Length %q, want %d", method, cl, len(want))
+		}
+		if method == http.MethodGet && !bytes.Equal(r.body, want) {
+			t.Errorf("GET manifest: %q", r.body)
+		}
+	}
+	check(http.MethodGet, m1, d1)
+	check(http.MethodHead, m1, d1)
+	if n := c.count("origin GET blob"); n != 1 {
+		t.Errorf("origin served %d GETs, want 1 (the manifest is cached)", n)
+	}
+
+	// Tags are mutable: the next request sees the new target.
+	c.tag("library/busybox", "latest", d2)
+	check(http.MethodGet, m2, d2)
+	if n := c.count("buildindex tag"); n != 3 {
+		t.Errorf("build-index asked %d times, want once per request (3)", n)
+	}
+
+	// By digest, no build-index.
+	r := a.do(t, http.MethodGet, "/v2/library/busybox/manifests/"+d1.String())
+	if r.status != http.StatusOK || !bytes.Equal(r.body, m1) {
+		t.Errorf("manifest by digest: %d %q", r.status, r.body)
+	}
+	if n := c.count("buildindex tag"); n != 3 {
+		t.Errorf("build-index asked for a manifest by digest")
+	}
+
+	r = a.do(t, http.MethodGet, "/v2/library/busybox/manifests/missing")
+	if r.status != http.StatusNotFound || ociError(t, r).Code != oci.CodeManifestUnknown.Name {
+		t.Errorf("unknown tag: %d %s", r.status, r.body)
+	}
+}
+
+// TestMissingBlob: a blob no origin holds is a 404 BLOB_UNKNOWN, after one question to
+// the tracker: containerd falls back to its next mirror at once.
+func TestMissingBlob(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := newAgent(t, c, "127.0.0.73")
+	d := digest.FromString("nobody has this")
+	path := "/v2/library/busybox/blobs/" + d.String()
+
+	r := a.do(t, http.MethodGet, path)
+	if r.status != http.StatusNotFound {
+		t.Fatalf("GET: %d %s", r.status, r.body)
+	}
+	if e := ociError(t, r); e.Code != oci.CodeBlobUnknown.Name {
+		t.Errorf("GET: code %s", e.Code)
+	}
+	if r := a.do(t, http.MethodHead, path); r.status != http.StatusNotFound {
+		t.Errorf("HEAD: %d", r.status)
+	}
+	if n := c.count("tracker metainfo"); n != 2 {
+		t.Errorf("tracker asked %d times for two requests", n)
+	}
+	if n := c.count("origin GET blob") + c.count("tracker announce"); n != 0 {
+		t.Errorf("%d origin GETs or announces for a blob the tracker does not know", n)
+	}
+	if _, err := a.store.Info(d); err == nil {
+		t.Error("metainfo of a missing blob cached")
+	}
+}
+
+// TestBlobGoneFromOrigin: the tracker knows a small blob but the agent's origin
+// answers 404; that is BLOB_UNKNOWN too, not a server error, and nothing is cached.
+func TestBlobGoneFromOrigin(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := newAgent(t, c, "127.0.0.74")
+	data := []byte("evicted layer")
+	d := c.add(data)
+	// Cache the metainfo while the origin has the blob, then take it away.
+	if r := a.do(t, http.MethodHead, "/v2/x/blobs/"+d.String()); r.status != http.StatusOK {
+		t.Fatalf("HEAD: %d", r.status)
+	}
+	c.mu.Lock()
+	delete(c.blobs, d)
+	c.mu.Unlock()
+
+	r := a.do(t, http.MethodGet, "/v2/x/blobs/"+d.String())
+	if r.status != http.StatusNotFound || ociError(t, r).Code != oci.CodeBlobUnknown.Name {
+		t.Errorf("GET: %d %s", r.status, r.body)
+	}
+	if _, err := a.store.Stat(d); err == nil {
+		t.Error("blob committed without its bytes")
+	}
+}
+
+// TestWritesRefused: every write is 405 UNSUPPORTED and names the proxy to push to.
+func TestWritesRefused(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := newAgent(t, c, "127.0.0.75")
+	d := digest.FromString("x")
+	for _, w := range []struct{ method, path string }{
+		{http.MethodPost, "/v2/x/blobs/uploads/"},
+		{http.MethodPost, "/v2/library/busybox/blobs/uploads/?digest=" + d.String()},
+		{http.MethodPatch, "/v2/x/blobs/uploads/abc"},
+		{http.MethodPut, "/v2/x/blobs/uploads/abc?digest=" + d.String()},
+		{http.MethodPut, "/v2/x/manifests/latest"},
+		{http.MethodDelete, "/v2/x/blobs/" + d.String()},
+	} {
+		r := a.do(t, w.method, w.path)
+		if r.status != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: %d %s", w.method, w.path, r.status, r.body)
+			continue
+		}
+		e := ociError(t, r)
+		if e.Code != oci.CodeUnsupported.Name || !strings.Contains(e.Message+" "+e.Detail, a.cfg.Proxy) {
+			t.Errorf("%s %s: %+v, want UNSUPPORTED naming %s", w.method, w.path, e, a.cfg.Proxy)
+		}
+	}
+	if r := a.do(t, http.MethodGet, "/v2/"); r.status != http.StatusOK ||
+		r.header.Get("Docker-Distribution-API-Version") != "registry/2.0" {
+		t.Errorf("GET /v2/: %d", r.status)
+	}
+	if r := a.do(t, http.MethodGet, "/health"); r.status != http.StatusOK {
+		t.Errorf("GET /health: %d", r.status)
+	}
+	if n := c.count("origin GET blob") + c.count("tracker metainfo"); n != 0 {
+		t.Errorf("%d upstream requests for refused writes", n)
+	}
+}
+
+// TestLargeBlobThroughSwarm: a blob of direct_below or more comes through the swarm,
+// from a seeder the tracker hands out as an origin, never over HTTP.
+func TestLargeBlobThroughSwarm(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	data := randomBlob(2<<20+12345, 3) // three 1 MiB pieces
+	d := c.add(data)
+
+	seeder, seederStore := newEngine(t, "127.0.0.77")
+	res, err := seederStore.Ingest(d, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := seeder.Seed(d, res.InfoBytes); err != nil {
+		t.Fatal(err)
+	}
+	ip, port := seeder.Addr()
+	c.mu.Lock()
+	c.seeders = []p2p.Peer{{PeerID: seeder.PeerID(), IP: ip, Port: port, Origin: true, Complete: true}}
+	c.mu.Unlock()
+
+	a := newAgent(t, c, "127.0.0.76")
+	if int64(len(data)) < a.cfg.DirectBelow {
+		t.Fatalf("blob of %d bytes is under direct_below %d", len(data), a.cfg.DirectBelow)
+	}
+	path := "/v2/library/big/blobs/" + d.String()
+
+	// A stat needs only the metainfo.
+	r := a.do(t, http.MethodHead, path)
+	if r.status != http.StatusOK || r.header.Get("Content-Length") != strconv.Itoa(len(data)) {
+		t.Fatalf("HEAD: %d, Content-Length %q", r.status, r.header.Get("Content-Length"))
+	}
+	r = a.do(t, http.MethodGet, path)
+	if r.status != http.StatusOK || !bytes.Equal(r.body, data) {
+		t.Fatalf("GET: %d, %d bytes, equal %v", r.status, len(r.body), bytes.Equal(r.body, data))
+	}
+	r = a.do(t, http.MethodGet, path, "Range", "bytes=1048570-1048589")
+	if r.status != http.StatusPartialContent || !bytes.Equal(r.body, data[1048570:1048590]) {
+		t.Errorf("ranged GET: %d %q", r.status, r.body)
+	}
+	if n := c.count("origin GET blob"); n != 0 {
+		t.Errorf("%d GETs of a large blob went to the origin over HTTP", n)
+	}
+	if n := c.count("tracker announce"); n == 0 {
+		t.Error("no announce")
+	}
+	if n := c.count("tracker metainfo"); n != 1 {
+		t.Errorf("tracker asked for metainfo %d times, want 1 (then cached)", n)
+	}
+}
