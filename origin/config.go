@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/shoal-p2p/shoal/lib/backend/driver"
+	"github.com/shoal-p2p/shoal/lib/eviction"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 )
@@ -21,6 +22,9 @@ type Config struct {
 	P2P p2p.Config `yaml:"p2p"`
 	// Backend is where committed blobs are written back and misses are fetched from.
 	Backend driver.Config `yaml:"backend"`
+	// Eviction bounds the store; blobs awaiting write-back are never evicted, and
+	// evicted ones are fetched from the backend again on demand.
+	Eviction eviction.Config `yaml:"eviction"`
 }
 
 // DefaultConfig holds the values used for keys the file leaves out.
@@ -46,6 +50,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.P2P.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("p2p: %w", err))
+	}
+	if err := c.Eviction.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Backend.Validate(); err != nil {
 		errs = append(errs, err)

@@ -121,6 +121,9 @@ func (s *Store) Open(d digest.Digest) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blobstore open %s: %w", d, notFound(err))
 	}
+	if fi, err := f.Stat(); err == nil {
+		s.touch(f.Name(), fi)
+	}
 	return f, nil
 }
 
