@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real registry clients the end-to-end tests drive. Idempotent.
 #   crane  : go install (version pinned to go.mod's go-containerregistry)
+#   versitygw: go install, pinned; the S3-compatible server of the s3 backend's integration tests
 #   skopeo : Debian package
 #   busybox: Debian's busybox-static, the static binary of the tiny image docker runs
 set -euo pipefail
@@ -11,6 +12,12 @@ if [ ! -x "$tools/crane" ]; then
 	ver=$(go list -m -f '{{.Version}}' github.com/google/go-containerregistry)
 	echo "installing crane $ver"
 	GOBIN="$tools" CGO_ENABLED=0 go install "github.com/google/go-containerregistry/cmd/crane@$ver"
+fi
+
+versitygw_ver=v1.8.0
+if [ ! -x "$tools/versitygw" ]; then
+	echo "installing versitygw $versitygw_ver"
+	GOBIN="$tools" CGO_ENABLED=0 go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_ver"
 fi
 
 missing=()

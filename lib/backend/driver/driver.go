@@ -11,15 +11,18 @@ import (
 
 	"github.com/shoal-p2p/shoal/lib/backend"
 	"github.com/shoal-p2p/shoal/lib/backend/filesystem"
+	"github.com/shoal-p2p/shoal/lib/backend/s3"
 )
 
 // Config selects a backend driver and carries each driver's settings; only the one
 // Kind names is used. A binary embeds it under the key "backend".
 type Config struct {
-	// Kind names the driver: fs (a directory; more kinds arrive with object stores).
+	// Kind names the driver: fs (a directory) or s3 (a bucket).
 	Kind string `yaml:"kind"`
 	// FS configures the fs driver.
 	FS filesystem.Config `yaml:"fs"`
+	// S3 configures the s3 driver (AWS S3 or an S3-compatible server).
+	S3 s3.Config `yaml:"s3"`
 }
 
 // kinds maps each Kind to its validation and constructor.
@@ -35,6 +38,10 @@ var kinds = map[string]struct {
 			return nil
 		},
 		open: func(_ context.Context, c Config) (backend.Backend, error) { return filesystem.New(c.FS) },
+	},
+	"s3": {
+		validate: func(c Config) error { return c.S3.Validate() },
+		open:     func(ctx context.Context, c Config) (backend.Backend, error) { return s3.New(ctx, c.S3) },
 	},
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/shoal-p2p/shoal/lib/backend/filesystem"
+	"github.com/shoal-p2p/shoal/lib/backend/s3"
 )
 
 func TestValidate(t *testing.T) {
@@ -16,9 +17,11 @@ func TestValidate(t *testing.T) {
 		want string // "" if valid, else the whole message
 	}{
 		{"fs", Config{Kind: "fs", FS: filesystem.Config{Root: "backend"}}, ""},
-		{"no kind", Config{}, "backend.kind: empty (set backend.kind: fs)"},
-		{"unknown kind", Config{Kind: "x"}, `backend.kind: unknown "x" (set backend.kind: fs)`},
+		{"no kind", Config{}, "backend.kind: empty (set backend.kind: " + kindNames() + ")"},
+		{"unknown kind", Config{Kind: "x"}, `backend.kind: unknown "x" (set backend.kind: ` + kindNames() + ")"},
 		{"fs without root", Config{Kind: "fs"}, "backend.fs.root: empty (set backend.fs.root to a directory, e.g. /var/lib/shoal/backend)"},
+		{"s3", Config{Kind: "s3", S3: s3.Config{Region: "us-east-1", Bucket: "b"}}, ""},
+		{"s3 without bucket", Config{Kind: "s3"}, "backend.s3.bucket: empty (set backend.s3.bucket: my-bucket)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
