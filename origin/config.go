@@ -7,6 +7,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/backend/driver"
 	"github.com/shoal-p2p/shoal/lib/eviction"
 	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 )
 
@@ -25,7 +26,17 @@ type Config struct {
 	// Eviction bounds the store; blobs awaiting write-back are never evicted, and
 	// evicted ones are fetched from the backend again on demand.
 	Eviction eviction.Config `yaml:"eviction"`
+	// Cluster lists all origins (this one included) when there are several: a blob
+	// committed here is replicated to its owners by rendezvous hashing. Leave it out
+	// for a single origin.
+	Cluster originset.Config `yaml:"cluster"`
+	// Advertise is this origin's base URL as the cluster lists it (e.g.
+	// http://10.0.0.5:15200), so it knows which owner it is. Required with cluster.
+	Advertise string `yaml:"advertise"`
 }
+
+// clustered reports whether the cluster block is in use.
+func (c *Config) clustered() bool { return len(c.Cluster.Static) > 0 || c.Cluster.DNS != "" }
 
 // DefaultConfig holds the values used for keys the file leaves out.
 func DefaultConfig() Config {
@@ -33,6 +44,7 @@ func DefaultConfig() Config {
 		Listen:  "0.0.0.0:15200",
 		DataDir: "/var/lib/shoal/origin",
 		P2P:     p2p.Config{ListenPort: 15201},
+		Cluster: originset.DefaultConfig(),
 	}
 }
 
@@ -50,6 +62,14 @@ func (c *Config) Validate() error {
 	}
 	if err := c.P2P.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("p2p: %w", err))
+	}
+	if c.clustered() {
+		if err := c.Cluster.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster.%w", err))
+		}
+		if c.Advertise == "" {
+			errs = append(errs, errors.New("advertise: empty (set advertise: this origin's URL as listed under cluster, or pass --advertise)"))
+		}
 	}
 	if err := c.Eviction.Validate(); err != nil {
 		errs = append(errs, err)

@@ -7,9 +7,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/metrics"
+	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/taskqueue"
 )
@@ -73,8 +76,17 @@ func run(args []string) error {
 	}
 	defer tasks.Close()
 
-	srv := NewServer(store, be, engine, tasks, log, reg.Scope)
 	g, ctx := errgroup.WithContext(ctx)
+	var cluster Cluster
+	if cfg.clustered() {
+		set, err := originset.New(cfg.Cluster, &http.Client{}, log.Named("cluster"), reg.Scope.SubScope("cluster"))
+		if err != nil {
+			return err
+		}
+		cluster = Cluster{Set: set, Self: strings.TrimRight(cfg.Advertise, "/")}
+		g.Go(func() error { return set.Run(ctx) })
+	}
+	srv := NewServer(store, be, engine, tasks, cluster, log, reg.Scope)
 	g.Go(func() error { return srv.Run(ctx) })
 	evictor := eviction.NewRunner(cfg.Eviction, store, tasks.Pinned, func(d digest.Digest) error {
 		return engine.Evict(d, func() error { return store.Remove(d) })
@@ -91,12 +103,14 @@ func loadConfig(args []string) (Config, error) {
 	dataDir := fs.String("data-dir", "", "blob store directory; overrides data_dir")
 	peerIP := fs.String("peer-ip", "", "P2P listen IP; overrides p2p.listen_ip")
 	peerPort := fs.Int("peer-port", 0, "P2P listen port; overrides p2p.listen_port")
+	advertise := fs.String("advertise", "", "this origin's base URL as the cluster lists it; overrides advertise")
 	cfg := DefaultConfig()
 	err := config.FromArgs(fs, args, path, &cfg, func() {
 		config.Set(&cfg.Listen, *listen)
 		config.Set(&cfg.DataDir, *dataDir)
 		config.Set(&cfg.P2P.ListenIP, *peerIP)
 		config.Set(&cfg.P2P.ListenPort, *peerPort)
+		config.Set(&cfg.Advertise, *advertise)
 	})
 	return cfg, err
 }

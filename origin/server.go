@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -18,8 +19,10 @@ import (
 
 	"github.com/shoal-p2p/shoal/lib/backend"
 	"github.com/shoal-p2p/shoal/lib/blobstore"
+	"github.com/shoal-p2p/shoal/lib/hashring"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/taskqueue"
 )
@@ -34,15 +37,27 @@ type Server struct {
 	fetches singleflight.Group
 	tasks   *taskqueue.Queue
 	runner  *taskqueue.Runner
+	cluster Cluster
+}
+
+// Cluster is this origin's place among its peers; the zero value is a lone origin.
+type Cluster struct {
+	// Set is every origin; nil for a lone origin.
+	Set *originset.Set
+	// Self is this origin's base URL as Set lists it.
+	Self string
 }
 
 // Task kinds in the origin's durable queue.
-const taskWriteBack = "writeback"
+const (
+	taskWriteBack = "writeback"
+	taskReplicate = "replicate" // Target: the owner's base URL
+)
 
 // NewServer wires the origin API. tasks is the durable queue of write-backs; Run
 // works it off.
-func NewServer(store *blobstore.Store, be backend.Backend, engine *p2p.Engine, tasks *taskqueue.Queue, log *zap.Logger, scope tally.Scope) *Server {
-	s := &Server{store: store, backend: be, engine: engine, tasks: tasks, log: log, scope: scope}
+func NewServer(store *blobstore.Store, be backend.Backend, engine *p2p.Engine, tasks *taskqueue.Queue, cluster Cluster, log *zap.Logger, scope tally.Scope) *Server {
+	s := &Server{store: store, backend: be, engine: engine, tasks: tasks, cluster: cluster, log: log, scope: scope}
 	s.runner = taskqueue.NewRunner(tasks, s.runTask, 4, time.Second, log.Named("tasks"), scope.SubScope("tasks"))
 	return s
 }
@@ -54,6 +69,8 @@ func (s *Server) runTask(ctx context.Context, t taskqueue.Task) error {
 	switch t.Kind {
 	case taskWriteBack:
 		return s.writeBack(ctx, t.Digest)
+	case taskReplicate:
+		return s.replicate(ctx, t.Digest, t.Target)
 	}
 	return fmt.Errorf("unknown task kind %q", t.Kind)
 }
@@ -166,7 +183,7 @@ func (s *Server) commitUpload(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.store.CommitUpload(id, d); err != nil {
 		return err
 	}
-	if err := s.tasks.Add(taskqueue.Task{Kind: taskWriteBack, Digest: d}); err != nil {
+	if err := s.tasks.Add(s.commitTasks(d)...); err != nil {
 		return fmt.Errorf("origin commit %s: queue write-back: %w", d, err)
 	}
 	s.runner.Notify()
@@ -264,6 +281,63 @@ func (s *Server) fetch(ctx context.Context, d digest.Digest) error {
 	}
 	s.scope.Counter("backend_fetches").Inc(1)
 	s.log.Info("fetched from backend", zap.Stringer("digest", d), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// commitTasks is the durable work a commit of d owes: the write-back, and a copy on
+// each other owner of d.
+func (s *Server) commitTasks(d digest.Digest) []taskqueue.Task {
+	tasks := []taskqueue.Task{{Kind: taskWriteBack, Digest: d}}
+	for _, owner := range s.owners(d) {
+		if owner != s.cluster.Self {
+			tasks = append(tasks, taskqueue.Task{Kind: taskReplicate, Digest: d, Target: owner})
+		}
+	}
+	return tasks
+}
+
+// owners returns the base URLs of d's owners in rendezvous order.
+func (s *Server) owners(d digest.Digest) []string {
+	if s.cluster.Set == nil {
+		return nil
+	}
+	var bases []string
+	for _, c := range s.cluster.Set.Members() {
+		bases = append(bases, c.Addr())
+	}
+	return hashring.Owners(d.String(), bases, s.cluster.Set.Replicas())
+}
+
+// replicate copies d to the origin at target unless it has it already. A target that
+// is no longer an owner (membership changed) is skipped: owners fetch lazily.
+func (s *Server) replicate(ctx context.Context, d digest.Digest, target string) error {
+	if !slices.Contains(s.owners(d), target) {
+		return nil
+	}
+	c, ok := s.cluster.Set.Member(target)
+	if !ok {
+		return nil
+	}
+	if _, err := c.Stat(ctx, d); err == nil {
+		return nil
+	}
+	f, err := s.store.Open(d)
+	if err != nil {
+		return fmt.Errorf("origin replicate %s to %s: %w", d, target, err)
+	}
+	defer f.Close()
+	id, err := c.StartUpload(ctx)
+	if err != nil {
+		return fmt.Errorf("origin replicate %s to %s: %w", d, target, err)
+	}
+	if _, err := c.AppendUpload(ctx, id, 0, f); err != nil {
+		_ = c.CancelUpload(ctx, id)
+		return fmt.Errorf("origin replicate %s to %s: %w", d, target, err)
+	}
+	if err := c.CommitUpload(ctx, id, d); err != nil {
+		return fmt.Errorf("origin replicate %s to %s: %w", d, target, err)
+	}
+	s.scope.Counter("replicated").Inc(1)
 	return nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/blobstore"
 	"github.com/shoal-p2p/shoal/lib/metainfo"
 	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/taskqueue"
 )
@@ -74,7 +75,7 @@ func newOrigin(t *testing.T) *testOrigin {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tasks.Close() })
-	srv := NewServer(store, be, engine, tasks, log, tally.NoopScope)
+	srv := NewServer(store, be, engine, tasks, Cluster{}, log, tally.NoopScope)
 	ts := httptest.NewServer(srv.Handler(nil))
 	t.Cleanup(ts.Close) // runs before engine.Close
 	return &testOrigin{
@@ -652,7 +653,7 @@ func TestAcknowledgedBlobReachesBackendAfterRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := NewServer(store, be, engine, tasks, zap.NewNop(), tally.NoopScope)
+		srv := NewServer(store, be, engine, tasks, Cluster{}, zap.NewNop(), tally.NoopScope)
 		ts := httptest.NewServer(srv.Handler(nil))
 		return srv, ts, func() { ts.Close(); engine.Close(); tasks.Close() }
 	}
@@ -695,5 +696,67 @@ func TestAcknowledgedBlobReachesBackendAfterRestart(t *testing.T) {
 	var buf bytes.Buffer
 	if err := fsb.Download(t.Context(), backend.BlobName(d), &buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
 		t.Fatalf("backend copy: %v, %d bytes", err, buf.Len())
+	}
+}
+
+// Two origins, two replicas: a blob committed on one is copied to the other by the
+// durable queue, and the copy is exact.
+func TestCommitReplicatesToOtherOwner(t *testing.T) {
+	a, b := httptest.NewUnstartedServer(nil), httptest.NewUnstartedServer(nil)
+	urls := []string{"http://" + a.Listener.Addr().String(), "http://" + b.Listener.Addr().String()}
+	cfg := originset.DefaultConfig()
+	cfg.Static, cfg.Replicas = urls, 2
+	srvs := make([]*Server, 2)
+	for i, ts := range []*httptest.Server{a, b} {
+		store, err := blobstore.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsb, err := filesystem.New(filesystem.Config{Root: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		engine, err := p2p.New(p2p.Config{ListenIP: "127.0.0.1"}, store, zap.NewNop(), tally.NoopScope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tasks, err := taskqueue.Open(filepath.Join(t.TempDir(), "tasks.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := originset.New(cfg, http.DefaultClient, zap.NewNop(), tally.NoopScope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srvs[i] = NewServer(store, fsb, engine, tasks, Cluster{Set: set, Self: urls[i]}, zap.NewNop(), tally.NoopScope)
+		ts.Config.Handler = srvs[i].Handler(nil)
+		ts.Start()
+		t.Cleanup(func() { ts.Close(); engine.Close(); tasks.Close() })
+	}
+	data := randomBytes(200<<10, 11)
+	d := digest.FromBytes(data)
+	ca, cb := originclient.New(urls[0], nil), originclient.New(urls[1], nil)
+	id, err := ca.StartUpload(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.AppendUpload(t.Context(), id, 0, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.CommitUpload(t.Context(), id, d); err != nil {
+		t.Fatal(err)
+	}
+	if pinned, _ := srvs[0].tasks.Pinned(d); !pinned {
+		t.Fatal("blob awaiting replication is not pinned")
+	}
+	if err := srvs[0].runner.RunDue(t.Context()); err != nil {
+		t.Fatalf("replicate: %v", err)
+	}
+	var buf bytes.Buffer
+	if err := cb.Download(t.Context(), d, &buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("replica on the second origin: %v, %d bytes", err, buf.Len())
+	}
+	if pinned, _ := srvs[0].tasks.Pinned(d); pinned {
+		t.Fatal("blob still pinned after write-back and replication")
 	}
 }
