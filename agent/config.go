@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 )
 
@@ -23,12 +24,13 @@ type Config struct {
 	Tracker string `yaml:"tracker"`
 	// BuildIndex is the build-index's base URL (tags).
 	BuildIndex string `yaml:"build_index"`
-	// Origin is an origin's base URL, for manifests and blobs below DirectBelow.
-	Origin string `yaml:"origin"`
+	// Origins is the origin cluster, asked directly (in each blob's placement order)
+	// for blobs below DirectBelow, manifests included.
+	Origins originset.Config `yaml:"origins"`
 	// Proxy is the address pushes must go to, named in the agent's refusal of a push.
 	Proxy string `yaml:"proxy"`
 	// DirectBelow is the blob size under which a blob is fetched over HTTP from the
-	// origin instead of through a swarm, whose setup costs more than it saves.
+	// origins instead of through a swarm, whose setup costs more than it saves.
 	DirectBelow int64 `yaml:"direct_below"`
 }
 
@@ -38,6 +40,7 @@ func DefaultConfig() Config {
 		Listen:      "127.0.0.1:16000",
 		DataDir:     "/var/lib/shoal/agent",
 		P2P:         p2p.Config{ListenPort: 16001},
+		Origins:     originset.DefaultConfig(),
 		DirectBelow: 1 << 20,
 	}
 }
@@ -50,13 +53,15 @@ func (c *Config) Validate() error {
 		{"data_dir", c.DataDir, "/var/lib/shoal/agent or pass --data-dir"},
 		{"tracker", c.Tracker, "http://tracker:15300"},
 		{"build_index", c.BuildIndex, "http://buildindex:15100"},
-		{"origin", c.Origin, "http://origin:15200"},
 		{"proxy", c.Proxy, "the proxy's registry address, e.g. registry.example.com:15000"},
 	}
 	for _, r := range required {
 		if r.val == "" {
 			errs = append(errs, fmt.Errorf("%s: empty (set %s: %s)", r.key, r.key, r.example))
 		}
+	}
+	if err := c.Origins.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("origins: %w", err))
 	}
 	if c.DirectBelow < 0 {
 		errs = append(errs, errors.New("direct_below: negative (set a size in bytes, e.g. 1048576)"))

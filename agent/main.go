@@ -21,7 +21,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/metrics"
-	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
 )
@@ -63,15 +63,20 @@ func run(args []string) error {
 	defer engine.Close()
 
 	hc := &http.Client{Timeout: 0}
+	origins, err := originset.New(cfg.Origins, hc, log.Named("origins"), reg.Scope.SubScope("origins"))
+	if err != nil {
+		return err
+	}
 	srv := NewServer(ServerDeps{
 		Store:      store,
 		Engine:     engine,
 		Tracker:    trackerclient.New(cfg.Tracker, hc),
-		Origin:     originclient.New(cfg.Origin, hc),
+		Origins:    origins,
 		BuildIndex: buildindexclient.New(cfg.BuildIndex, hc),
 	}, cfg, log, reg.Scope)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+	g.Go(func() error { return origins.Run(ctx) })
 	return g.Wait()
 }
 

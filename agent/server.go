@@ -17,6 +17,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/metainfo"
 	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/registry"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
@@ -27,7 +28,7 @@ type ServerDeps struct {
 	Store      *blobstore.Store
 	Engine     *p2p.Engine
 	Tracker    *trackerclient.Client
-	Origin     *originclient.Client
+	Origins    *originset.Set
 	BuildIndex *buildindexclient.Client
 }
 
@@ -40,7 +41,7 @@ type Server struct {
 // NewServer wires the read side of the registry API over the agent's blob cache,
 // the swarm and build-index.
 func NewServer(d ServerDeps, cfg Config, log *zap.Logger, scope tally.Scope) *Server {
-	blobs := &blobSource{store: d.Store, engine: d.Engine, tracker: d.Tracker, origin: d.Origin,
+	blobs := &blobSource{store: d.Store, engine: d.Engine, tracker: d.Tracker, origins: d.Origins,
 		directBelow: cfg.DirectBelow, log: log, scope: scope}
 	reg := registry.New(registry.Options{
 		Blobs:        blobs,
@@ -62,12 +63,12 @@ func (s *Server) Handler(metrics http.Handler) http.Handler {
 }
 
 // blobSource serves blobs from the local cache, fetching misses: small ones over HTTP
-// from the origin, the rest through the swarm, streamed from verified pieces.
+// from the origins, the rest through the swarm, streamed from verified pieces.
 type blobSource struct {
 	store       *blobstore.Store
 	engine      *p2p.Engine
 	tracker     *trackerclient.Client
-	origin      *originclient.Client
+	origins     *originset.Set
 	directBelow int64
 	log         *zap.Logger
 	scope       tally.Scope
@@ -126,16 +127,33 @@ func (b *blobSource) openCached(d digest.Digest) (io.ReadSeekCloser, int64, erro
 	return f, fi.Size(), nil
 }
 
+// fetchDirect downloads d over HTTP into the cache from the first of its origins (in
+// placement order) that serves it whole; Ingest verifies the digest, so a bad copy
+// moves on to the next origin too.
 func (b *blobSource) fetchDirect(ctx context.Context, d digest.Digest) error {
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(b.origin.Download(ctx, d, pw)) }()
-	_, err := b.store.Ingest(d, pr)
-	pr.CloseWithError(err)
-	if err != nil {
-		return fmt.Errorf("agent fetch %s from origin: %w", d, mapNotFound(err))
+	origins := b.origins.Owners(d)
+	if len(origins) == 0 {
+		return fmt.Errorf("agent fetch %s from origins: no origins known yet", d)
 	}
-	b.scope.Counter("direct_fetches").Inc(1)
-	return nil
+	var errs []error
+	for _, o := range origins {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(o.Download(ctx, d, pw)) }()
+		_, err := b.store.Ingest(d, pr)
+		pr.CloseWithError(err)
+		if err == nil {
+			b.scope.Counter("direct_fetches").Inc(1)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("agent fetch %s from origin: %w", d, err)
+		}
+		if !errors.Is(err, originclient.ErrNotFound) {
+			b.origins.MarkFailed(o.Addr())
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("agent fetch %s from origins: %w", d, mapNotFound(errors.Join(errs...)))
 }
 
 type blobInfo struct {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,9 +22,11 @@ import (
 
 	"github.com/shoal-p2p/shoal/lib/blobstore"
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
+	"github.com/shoal-p2p/shoal/lib/hashring"
 	"github.com/shoal-p2p/shoal/lib/metainfo"
 	"github.com/shoal-p2p/shoal/lib/oci"
 	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
 )
@@ -189,25 +192,30 @@ func newEngine(t *testing.T, ip string) (*p2p.Engine, *blobstore.Store) {
 }
 
 // newAgent starts an agent whose engine listens on ip (one per test: peers are banned
-// by IP).
-func newAgent(t *testing.T, c *cluster, ip string) *agent {
+// by IP). Its origins are the cluster's and any others given.
+func newAgent(t *testing.T, c *cluster, ip string, otherOrigins ...string) *agent {
 	t.Helper()
 	engine, store := newEngine(t, ip)
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.P2P = p2p.Config{ListenIP: ip}
-	cfg.Tracker, cfg.BuildIndex, cfg.Origin = c.tracker.URL, c.buildIndex.URL, c.origin.URL
+	cfg.Tracker, cfg.BuildIndex = c.tracker.URL, c.buildIndex.URL
+	cfg.Origins.Static = append([]string{c.origin.URL}, otherOrigins...)
 	cfg.Proxy = testProxy
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	upstream := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(upstream.CloseIdleConnections)
+	origins, err := originset.New(cfg.Origins, upstream, zap.NewNop(), tally.NoopScope)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := NewServer(ServerDeps{
 		Store:      store,
 		Engine:     engine,
 		Tracker:    trackerclient.New(cfg.Tracker, upstream),
-		Origin:     originclient.New(cfg.Origin, upstream),
+		Origins:    origins,
 		BuildIndex: buildindexclient.New(cfg.BuildIndex, upstream),
 	}, cfg, zap.NewNop(), tally.NoopScope)
 	hs := httptest.NewServer(srv.Handler(nil))
@@ -433,6 +441,46 @@ func TestMissingBlob(t *testing.T) {
 	}
 	if _, err := a.store.Info(d); err == nil {
 		t.Error("metainfo of a missing blob cached")
+	}
+}
+
+// TestSmallBlobFallsThroughOrigins: a small blob is fetched from whichever origin has
+// it, past origins that fail or miss, whatever their placement order.
+func TestSmallBlobFallsThroughOrigins(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	var down, empty atomic.Int64
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		down.Add(1)
+		http.Error(w, "disk on fire", http.StatusInternalServerError)
+	}))
+	t.Cleanup(failing.Close)
+	missing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		empty.Add(1)
+		notFound(w, originclient.CodeNotFound)
+	}))
+	t.Cleanup(missing.Close)
+	a := newAgent(t, c, "127.0.0.76", failing.URL, missing.URL)
+	members := a.cfg.Origins.Static
+	served := 0
+	for seed := uint64(100); served < 3; seed++ {
+		data := randomBlob(1000, seed)
+		d := digest.FromBytes(data)
+		if hashring.Owners(d.String(), members, 0)[2] != c.origin.URL {
+			continue // want blobs the holder is the last choice for
+		}
+		c.add(data)
+		if r := a.do(t, http.MethodGet, "/v2/x/blobs/"+d.String()); r.status != http.StatusOK || !bytes.Equal(r.body, data) {
+			t.Fatalf("GET %s: %d %s", d, r.status, r.body)
+		}
+		served++
+	}
+	if n := c.count("origin GET blob"); n != 3 {
+		t.Fatalf("holder served %d GETs, want 3", n)
+	}
+	// The failing origin is reported on each failure and after two is tried last.
+	if down.Load() != 2 || empty.Load() != 3 {
+		t.Errorf("failing origin asked %d times (want 2), empty one %d (want 3)", down.Load(), empty.Load())
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/url"
 
 	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/originset"
 )
 
 // Config is shoal-proxy's configuration (example: config/proxy.yaml).
@@ -14,15 +15,16 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// Log selects level and format.
 	Log logging.Config `yaml:"log"`
-	// Origin is the origin's base URL, where blobs and manifests are uploaded.
-	Origin string `yaml:"origin"`
+	// Origins are the origin cluster blobs and manifests are uploaded to (each upload
+	// session to one healthy origin) and read from (in each blob's placement order).
+	Origins originset.Config `yaml:"origins"`
 	// BuildIndex is the build-index's base URL, where tags are written.
 	BuildIndex string `yaml:"build_index"`
 }
 
 // DefaultConfig holds the values used for keys the file leaves out.
 func DefaultConfig() Config {
-	return Config{Listen: "0.0.0.0:15000"}
+	return Config{Listen: "0.0.0.0:15000", Origins: originset.DefaultConfig()}
 }
 
 // Validate checks the whole config; each message names the key and the fix.
@@ -31,13 +33,11 @@ func (c *Config) Validate() error {
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: empty (set listen: 0.0.0.0:15000 or pass --listen)"))
 	}
-	for _, u := range []struct{ key, val, example string }{
-		{"origin", c.Origin, "http://origin:15200"},
-		{"build_index", c.BuildIndex, "http://buildindex:15100"},
-	} {
-		if p, err := url.Parse(u.val); u.val == "" || err != nil || p.Scheme == "" || p.Host == "" {
-			errs = append(errs, fmt.Errorf("%s: %q is not a base URL (set %s: %s)", u.key, u.val, u.key, u.example))
-		}
+	if err := c.Origins.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("origins: %w", err))
+	}
+	if p, err := url.Parse(c.BuildIndex); c.BuildIndex == "" || err != nil || p.Scheme == "" || p.Host == "" {
+		errs = append(errs, fmt.Errorf("build_index: %q is not a base URL (set build_index: http://buildindex:15100)", c.BuildIndex))
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

@@ -15,7 +15,7 @@ func TestExampleConfigsLoad(t *testing.T) {
 
 func TestConfigErrorsNameTheKey(t *testing.T) {
 	_, err := loadConfig(nil)
-	if err == nil || !strings.Contains(err.Error(), "origin:") || !strings.Contains(err.Error(), "build_index:") {
-		t.Fatalf("got %v, want errors naming origin and build_index", err)
+	if err == nil || !strings.Contains(err.Error(), "origins: static, dns") || !strings.Contains(err.Error(), "build_index:") {
+		t.Fatalf("got %v, want errors naming origins and build_index", err)
 	}
 }

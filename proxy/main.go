@@ -12,12 +12,14 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
 	"github.com/shoal-p2p/shoal/lib/config"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/metrics"
-	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/originset"
 )
 
 func main() {
@@ -48,8 +50,15 @@ func run(args []string) error {
 
 	// No client timeout: layer uploads stream for as long as they take.
 	hc := &http.Client{}
-	srv := NewServer(originclient.New(cfg.Origin, hc), buildindexclient.New(cfg.BuildIndex, hc), log, reg.Scope)
-	return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log)
+	origins, err := originset.New(cfg.Origins, hc, log.Named("origins"), reg.Scope.SubScope("origins"))
+	if err != nil {
+		return err
+	}
+	srv := NewServer(origins, buildindexclient.New(cfg.BuildIndex, hc), log, reg.Scope)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+	g.Go(func() error { return origins.Run(ctx) })
+	return g.Wait()
 }
 
 func loadConfig(args []string) (Config, error) {

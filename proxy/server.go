@@ -9,20 +9,20 @@ import (
 
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
-	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/registry"
 )
 
 // Server is the proxy: the read-write registry API, blobs and manifests stored on the
-// origin, tags in build-index.
+// origin cluster, tags in build-index.
 type Server struct {
 	registry *registry.Registry
 	log      *zap.Logger
 }
 
-// NewServer wires the registry over the origin and build-index clients.
-func NewServer(origin *originclient.Client, buildIndex *buildindexclient.Client, log *zap.Logger, scope tally.Scope) *Server {
-	store := registry.NewOriginStore(origin)
+// NewServer wires the registry over the origin set and the build-index client.
+func NewServer(origins *originset.Set, buildIndex *buildindexclient.Client, log *zap.Logger, scope tally.Scope) *Server {
+	store := registry.NewClusterStore(origins)
 	reg := registry.New(registry.Options{
 		Blobs:   store,
 		Tags:    registry.BuildIndexTags(buildIndex),

@@ -3,10 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/originset"
 )
 
 // Config is shoal-tracker's configuration (example: config/tracker.yaml).
@@ -15,9 +15,10 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// Log selects level and format.
 	Log logging.Config `yaml:"log"`
-	// Origins are the base URLs of the origins, tried in order for metainfo; the one
-	// that answers starts seeding the blob and is handed out to its swarm.
-	Origins []string `yaml:"origins"`
+	// Origins is the origin cluster. Metainfo is asked of a blob's origins in its
+	// placement order (owners first); the one that answers starts seeding the blob and
+	// is handed out to its swarm.
+	Origins originset.Config `yaml:"origins"`
 	// AnnounceInterval is how often a peer still downloading is told to announce;
 	// whole seconds, default 3s.
 	AnnounceInterval time.Duration `yaml:"announce_interval"`
@@ -34,6 +35,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen:           "0.0.0.0:15300",
+		Origins:          originset.DefaultConfig(),
 		AnnounceInterval: 3 * time.Second,
 		SeederInterval:   60 * time.Second,
 		PeerTTL:          10 * time.Second,
@@ -50,14 +52,8 @@ func (c *Config) Validate() error {
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if len(c.Origins) == 0 {
-		errs = append(errs, errors.New("origins: empty (list at least one origin URL, e.g. origins: [http://origin:15200])"))
-	}
-	for i, o := range c.Origins {
-		u, err := url.Parse(o)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("origins[%d]: %q is not an origin URL (use http://host:port)", i, o))
-		}
+	if err := c.Origins.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("origins: %w", err))
 	}
 	if c.AnnounceInterval < time.Second || c.AnnounceInterval%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("announce_interval: %s is not a whole number of seconds of at least 1s (use e.g. 3s)", c.AnnounceInterval))

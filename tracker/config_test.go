@@ -18,7 +18,7 @@ func TestExampleConfigs(t *testing.T) {
 		if err := cfg.Validate(); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		if len(cfg.Origins) == 0 || cfg.AnnounceInterval != 3*time.Second || cfg.MaxPeers != 50 {
+		if len(cfg.Origins.Static) == 0 || cfg.AnnounceInterval != 3*time.Second || cfg.MaxPeers != 50 {
 			t.Fatalf("%s: %+v", path, cfg)
 		}
 	}
@@ -27,17 +27,18 @@ func TestExampleConfigs(t *testing.T) {
 func TestValidateNamesKeyAndFix(t *testing.T) {
 	t.Parallel()
 	for key, edit := range map[string]func(*Config){
-		"listen":            func(c *Config) { c.Listen = "" },
-		"origins:":          func(c *Config) { c.Origins = nil },
-		"origins[0]":        func(c *Config) { c.Origins = []string{"origin:15200"} },
-		"announce_interval": func(c *Config) { c.AnnounceInterval = 1500 * time.Millisecond },
-		"seeder_interval":   func(c *Config) { c.SeederInterval = time.Second },
-		"peer_ttl":          func(c *Config) { c.PeerTTL = 3 * time.Second },
-		"max_peers":         func(c *Config) { c.MaxPeers = 0 },
-		"log.level":         func(c *Config) { c.Log.Level = "loud" },
+		"listen":               func(c *Config) { c.Listen = "" },
+		"origins: static, dns": func(c *Config) { c.Origins.Static = nil },
+		"origins: static[0]":   func(c *Config) { c.Origins.Static = []string{"origin:15200"} },
+		"origins: replicas":    func(c *Config) { c.Origins.Replicas = 0 },
+		"announce_interval":    func(c *Config) { c.AnnounceInterval = 1500 * time.Millisecond },
+		"seeder_interval":      func(c *Config) { c.SeederInterval = time.Second },
+		"peer_ttl":             func(c *Config) { c.PeerTTL = 3 * time.Second },
+		"max_peers":            func(c *Config) { c.MaxPeers = 0 },
+		"log.level":            func(c *Config) { c.Log.Level = "loud" },
 	} {
 		cfg := DefaultConfig()
-		cfg.Origins = []string{"http://origin:15200"}
+		cfg.Origins.Static = []string{"http://origin:15200"}
 		edit(&cfg)
 		err := cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "(") {
@@ -52,7 +53,7 @@ func TestLoadConfigFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:9999" || cfg.Origins[0] != "http://127.0.0.1:15200" {
+	if cfg.Listen != "127.0.0.1:9999" || cfg.Origins.Static[0] != "http://127.0.0.1:15200" || cfg.Origins.Replicas != 2 {
 		t.Fatalf("%+v", cfg)
 	}
 	if _, err := loadConfig(nil); err == nil || !strings.Contains(err.Error(), "origins") {

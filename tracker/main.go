@@ -20,7 +20,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/metrics"
-	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/peerstore"
 )
 
@@ -51,9 +51,9 @@ func run(args []string) error {
 	defer reg.Close()
 
 	hc := &http.Client{Timeout: 0} // each call is bounded by its context
-	origins := make([]*originclient.Client, len(cfg.Origins))
-	for i, u := range cfg.Origins {
-		origins[i] = originclient.New(u, hc)
+	origins, err := originset.New(cfg.Origins, hc, log.Named("origins"), reg.Scope.SubScope("origins"))
+	if err != nil {
+		return err
 	}
 	store := peerstore.New(cfg.PeerTTL, cfg.SeederInterval+cfg.PeerTTL, cfg.MaxPeers)
 
@@ -61,6 +61,7 @@ func run(args []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
 	g.Go(func() error { return srv.ExpireLoop(ctx, cfg.PeerTTL) })
+	g.Go(func() error { return origins.Run(ctx) })
 	return g.Wait()
 }
 

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -24,6 +23,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/metainfo"
 	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/peerstore"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
@@ -61,7 +61,7 @@ var (
 // Server is the tracker's HTTP API over its peer store and the origins.
 type Server struct {
 	cfg     Config
-	origins []*origin
+	origins *originset.Set
 	store   *peerstore.Store
 	log     *zap.Logger
 	m       serverMetrics
@@ -70,16 +70,11 @@ type Server struct {
 	fetches singleflight.Group // metainfo, by digest
 	peers   singleflight.Group // origin P2P addresses, by origin URL
 
-	mu       sync.Mutex
-	maxBlobs int
-	byDigest map[digest.Digest]*blob
-	byHash   map[string]*blob
-}
-
-// origin is one configured origin and its P2P address, learnt on first need.
-type origin struct {
-	client *originclient.Client
-	peer   atomic.Pointer[p2p.Peer]
+	mu        sync.Mutex
+	maxBlobs  int
+	byDigest  map[digest.Digest]*blob
+	byHash    map[string]*blob
+	peerAddrs map[string]p2p.Peer // origins' P2P addresses by base URL, learnt on first need
 }
 
 // blob is a cached metainfo and the origin that last served it, so seeds it. It is
@@ -88,7 +83,7 @@ type blob struct {
 	digest   digest.Digest
 	infoHash string // lower-case hex
 	info     []byte
-	origin   int // index into Server.origins
+	origin   *originclient.Client
 	touched  time.Time
 }
 
@@ -99,13 +94,15 @@ type serverMetrics struct {
 	swarms, peers, blobs                   tally.Gauge
 }
 
-// NewServer wires the tracker API. origins are tried in order for metainfo.
-func NewServer(cfg Config, origins []*originclient.Client, store *peerstore.Store, log *zap.Logger, scope tally.Scope) *Server {
-	s := &Server{
-		cfg:   cfg,
-		store: store,
-		log:   log,
-		now:   time.Now,
+// NewServer wires the tracker API. A blob's metainfo is asked of origins in the
+// blob's placement order.
+func NewServer(cfg Config, origins *originset.Set, store *peerstore.Store, log *zap.Logger, scope tally.Scope) *Server {
+	return &Server{
+		cfg:     cfg,
+		origins: origins,
+		store:   store,
+		log:     log,
+		now:     time.Now,
 		m: serverMetrics{
 			announces:      scope.Counter("announces"),
 			badRequests:    scope.Counter("bad_requests"),
@@ -118,14 +115,11 @@ func NewServer(cfg Config, origins []*originclient.Client, store *peerstore.Stor
 			peers:          scope.Gauge("peers"),
 			blobs:          scope.Gauge("cached_metainfo"),
 		},
-		maxBlobs: maxBlobs,
-		byDigest: make(map[digest.Digest]*blob),
-		byHash:   make(map[string]*blob),
+		maxBlobs:  maxBlobs,
+		byDigest:  make(map[digest.Digest]*blob),
+		byHash:    make(map[string]*blob),
+		peerAddrs: make(map[string]p2p.Peer),
 	}
-	for _, c := range origins {
-		s.origins = append(s.origins, &origin{client: c})
-	}
-	return s
 }
 
 // Handler lists every route of the tracker.
@@ -191,8 +185,8 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 	}
 }
 
-// getMetainfo answers d's info dictionary from the cache, else from the first origin
-// that has it (which starts seeding it).
+// getMetainfo answers d's info dictionary from the cache, else from the first of d's
+// origins that has it (which starts seeding it).
 func (s *Server) getMetainfo(w http.ResponseWriter, r *http.Request) error {
 	d, err := parseDigest(chi.URLParam(r, "digest"))
 	if err != nil {
@@ -321,27 +315,31 @@ func (s *Server) load(d digest.Digest) <-chan singleflight.Result {
 	})
 }
 
-// fetch asks the origins in order for d's metainfo; the first to answer seeds d and
-// is recorded as its holder. All answering 404 is errNotFound.
+// fetch asks d's origins in placement order (owners first, unhealthy ones last) for
+// d's metainfo; the first to answer seeds d and is recorded as its holder. All
+// answering 404 is errNotFound.
 func (s *Server) fetch(ctx context.Context, d digest.Digest) (*blob, error) {
 	var errs []error
-	for i, o := range s.origins {
-		raw, err := o.client.Metainfo(ctx, d)
+	for _, o := range s.origins.Owners(d) {
+		raw, err := o.Metainfo(ctx, d)
+		if err != nil && !errors.Is(err, originclient.ErrNotFound) && ctx.Err() == nil {
+			s.origins.MarkFailed(o.Addr())
+		}
 		if err == nil {
 			var res metainfo.Result
 			if res, err = metainfo.ResultOf(raw); err == nil && res.Digest != d {
 				err = fmt.Errorf("%w: names %s", metainfo.ErrInvalid, res.Digest)
 			}
 			if err == nil {
-				b := &blob{digest: d, infoHash: hex.EncodeToString(res.InfoHash[:]), info: raw, origin: i, touched: s.now()}
+				b := &blob{digest: d, infoHash: hex.EncodeToString(res.InfoHash[:]), info: raw, origin: o, touched: s.now()}
 				s.put(b)
 				s.m.originFetches.Inc(1)
 				pctx, cancel := context.WithTimeout(ctx, peerTimeout)
-				s.originPeer(pctx, i) // learn its address before the swarm announces
+				s.originPeer(pctx, o) // learn its address before the swarm announces
 				cancel()
 				return b, nil
 			}
-			err = fmt.Errorf("origin %s: metainfo %s: %w", o.client.Addr(), d, err)
+			err = fmt.Errorf("origin %s: metainfo %s: %w", o.Addr(), d, err)
 		}
 		if !errors.Is(err, originclient.ErrNotFound) {
 			s.m.originErrors.Inc(1)
@@ -370,33 +368,37 @@ func (s *Server) put(b *blob) {
 	s.byHash[b.infoHash] = b
 }
 
-// originPeer returns origin i's P2P address as a hand-out entry, asking the origin
+// originPeer returns origin o's P2P address as a hand-out entry, asking the origin
 // once; false if it can't be learnt now (it is asked again next time).
-func (s *Server) originPeer(ctx context.Context, i int) (p2p.Peer, bool) {
-	o := s.origins[i]
-	if p := o.peer.Load(); p != nil {
-		return *p, true
+func (s *Server) originPeer(ctx context.Context, o *originclient.Client) (p2p.Peer, bool) {
+	s.mu.Lock()
+	p, ok := s.peerAddrs[o.Addr()]
+	s.mu.Unlock()
+	if ok {
+		return p, true
 	}
-	ch := s.peers.DoChan(o.client.Addr(), func() (any, error) {
+	ch := s.peers.DoChan(o.Addr(), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
 		defer cancel()
-		pa, err := o.client.Peer(ctx)
+		pa, err := o.Peer(ctx)
 		if err != nil {
 			return nil, err
 		}
 		ip, err := netip.ParseAddr(pa.IP)
 		if err != nil || ip.IsUnspecified() || pa.Port <= 0 || pa.Port > 65535 {
-			return nil, fmt.Errorf("origin %s: bad peer address %s:%d", o.client.Addr(), pa.IP, pa.Port)
+			return nil, fmt.Errorf("origin %s: bad peer address %s:%d", o.Addr(), pa.IP, pa.Port)
 		}
 		p := &p2p.Peer{IP: ip.Unmap().String(), Port: pa.Port, Origin: true, Complete: true}
-		o.peer.Store(p)
+		s.mu.Lock()
+		s.peerAddrs[o.Addr()] = *p
+		s.mu.Unlock()
 		return p, nil
 	})
 	select {
 	case res := <-ch:
 		if res.Err != nil {
 			s.m.originErrors.Inc(1)
-			s.log.Warn("origin peer address", zap.String("origin", o.client.Addr()), zap.Error(res.Err))
+			s.log.Warn("origin peer address", zap.String("origin", o.Addr()), zap.Error(res.Err))
 			return p2p.Peer{}, false
 		}
 		return *res.Val.(*p2p.Peer), true

@@ -22,6 +22,7 @@ import (
 
 	"github.com/shoal-p2p/shoal/lib/metainfo"
 	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/peerstore"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
@@ -104,16 +105,16 @@ type tracker struct {
 func newTracker(t *testing.T, origins ...string) *tracker {
 	t.Helper()
 	cfg := DefaultConfig()
-	cfg.Origins = origins
+	cfg.Origins.Static = origins
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	clients := make([]*originclient.Client, len(origins))
-	for i, u := range origins {
-		clients[i] = originclient.New(u, nil)
+	set, err := originset.New(cfg.Origins, nil, zap.NewNop(), tally.NoopScope)
+	if err != nil {
+		t.Fatal(err)
 	}
 	store := peerstore.New(cfg.PeerTTL, cfg.SeederInterval+cfg.PeerTTL, cfg.MaxPeers)
-	s := NewServer(cfg, clients, store, zap.NewNop(), tally.NoopScope)
+	s := NewServer(cfg, set, store, zap.NewNop(), tally.NoopScope)
 	c := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	s.now = c.Now
 	hs := httptest.NewServer(s.Handler(nil))
@@ -228,9 +229,9 @@ func TestMetainfoNotFoundAndBadDigest(t *testing.T) {
 	}
 }
 
-func TestMetainfoTriesOriginsInOrder(t *testing.T) {
+func TestMetainfoFallsThroughOrigins(t *testing.T) {
 	t.Parallel()
-	blob := makeBlob(t, "only on the last origin")
+	blob := makeBlob(t, "only on one origin")
 	empty := newOrigin(t, "127.0.0.10")
 	holder := newOrigin(t, "127.0.0.11", blob)
 	tr := newTracker(t, downOrigin(t), empty.url, holder.url)
@@ -240,6 +241,50 @@ func TestMetainfoTriesOriginsInOrder(t *testing.T) {
 	reply := tr.announce(t, agent(1, blob, false))
 	if got := peerIDs(reply.Peers); len(got) != 1 || got[0] != "origin 127.0.0.11" {
 		t.Fatalf("hand-out %v, want the origin that served the metainfo", got)
+	}
+	if !tr.srv.origins.Healthy(empty.url) {
+		t.Fatal("an origin that answered 404 was reported as failing")
+	}
+}
+
+// TestMetainfoAsksTheOwnerFirst: of origins that all hold a blob, the first in its
+// placement order serves it, so every tracker sends a blob's swarm to the same origin.
+func TestMetainfoAsksTheOwnerFirst(t *testing.T) {
+	t.Parallel()
+	blob := makeBlob(t, "everywhere")
+	origins := map[string]*fakeOrigin{}
+	var urls []string
+	for i := range 3 {
+		o := newOrigin(t, fmt.Sprintf("127.0.0.%d", 10+i), blob)
+		origins[o.url] = o
+		urls = append(urls, o.url)
+	}
+	tr := newTracker(t, urls...)
+	owner := origins[tr.srv.origins.Owners(blob.Digest)[0].Addr()]
+	if _, err := tr.client.Metainfo(context.Background(), blob.Digest); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range origins {
+		want := int64(0)
+		if o == owner {
+			want = 1
+		}
+		if o.metainfo.Load() != want {
+			t.Errorf("origin %s asked %d times, want %d", o.ip, o.metainfo.Load(), want)
+		}
+	}
+	// The owner failing twice moves it last: the next owner serves the refresh.
+	tr.srv.origins.MarkFailed(owner.url)
+	tr.srv.origins.MarkFailed(owner.url)
+	next := origins[tr.srv.origins.Owners(blob.Digest)[0].Addr()]
+	tr.clock.Advance(2 * touchEvery)
+	tr.announce(t, agent(1, blob, false))
+	<-tr.srv.load(blob.Digest)
+	if next == owner || next.metainfo.Load() != 1 {
+		t.Fatalf("refresh asked %s %d times", next.ip, next.metainfo.Load())
+	}
+	if got := peerIDs(tr.announce(t, agent(2, blob, false)).Peers); got[0] != "origin "+next.ip {
+		t.Fatalf("hand-out %v, want the origin now seeding, %s", got, next.ip)
 	}
 }
 

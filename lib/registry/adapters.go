@@ -2,58 +2,168 @@ package registry
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"strconv"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
 	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/originset"
 )
 
-// OriginStore serves Blobs and Uploads from an origin: the proxy's storage.
-type OriginStore struct{ c *originclient.Client }
+// ClusterStore serves Blobs and Uploads from a cluster of origins: the proxy's storage.
+//
+// Reads try the origins in the blob's placement order (owners first, then the rest,
+// unhealthy ones last) and fall through on any failure, a miss included: until the
+// committing origin has replicated a blob, it may be the only one holding it. An
+// upload session lives on one origin, chosen per session among the healthy ones; the
+// registry's upload id is that origin's base URL (base64url) + "." + the origin's own
+// id, so every later request of the session reaches it. The committing origin
+// replicates the blob to its owners.
+type ClusterStore struct{ origins *originset.Set }
 
-// NewOriginStore adapts an origin client to the registry's seams.
-func NewOriginStore(c *originclient.Client) *OriginStore { return &OriginStore{c: c} }
+// NewClusterStore adapts an origin set to the registry's seams.
+func NewClusterStore(origins *originset.Set) *ClusterStore { return &ClusterStore{origins: origins} }
 
 var (
-	_ Blobs   = (*OriginStore)(nil)
-	_ Uploads = (*OriginStore)(nil)
+	_ Blobs   = (*ClusterStore)(nil)
+	_ Uploads = (*ClusterStore)(nil)
 )
 
-func (o *OriginStore) Stat(ctx context.Context, d digest.Digest) (int64, error) {
-	n, err := o.c.Stat(ctx, d)
+// errNoOrigins is returned when the origin set is empty (a DNS set before it resolved).
+var errNoOrigins = errors.New("registry: no origins known yet")
+
+// Stat asks d's origins in order for its size. ErrNotFound only when no origin has d
+// and at least one said so: every origin reads misses through the shared backend, so
+// one miss answered means the blob is not stored anywhere readable, and a pusher asking
+// whether to upload had better upload than fail on an unreachable origin.
+func (o *ClusterStore) Stat(ctx context.Context, d digest.Digest) (int64, error) {
+	var size int64
+	err := o.read(ctx, d, func(c *originclient.Client) (err error) {
+		size, err = c.Stat(ctx, d)
+		return err
+	})
+	return size, err
+}
+
+// Open opens d on the first of its origins (in placement order) that has it.
+func (o *ClusterStore) Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
+	var (
+		rc   io.ReadSeekCloser
+		size int64
+	)
+	err := o.read(ctx, d, func(c *originclient.Client) (err error) {
+		rc, size, err = c.Open(ctx, d)
+		return err
+	})
+	return rc, size, err
+}
+
+// read calls try on d's origins in order until one succeeds; see Stat for the result
+// when none does. Failures other than misses are reported to the set.
+func (o *ClusterStore) read(ctx context.Context, d digest.Digest, try func(*originclient.Client) error) error {
+	origins := o.origins.Owners(d)
+	if len(origins) == 0 {
+		return fmt.Errorf("read %s: %w", d, errNoOrigins)
+	}
+	var misses, errs []error
+	for _, c := range origins {
+		err := try(c)
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return err
+		case errors.Is(err, originclient.ErrNotFound):
+			misses = append(misses, err)
+		default:
+			o.origins.MarkFailed(c.Addr())
+			errs = append(errs, err)
+		}
+	}
+	if len(misses) > 0 {
+		return fmt.Errorf("%w: %s on no origin: %w", ErrNotFound, d, errors.Join(append(misses, errs...)...))
+	}
+	return fmt.Errorf("read %s: every origin failed: %w", d, errors.Join(errs...))
+}
+
+// Start opens a session on the first healthy origin in the placement order of a random
+// key, which spreads sessions evenly; an origin that fails is skipped.
+func (o *ClusterStore) Start(ctx context.Context) (string, error) {
+	key := digest.FromString(strconv.FormatUint(rand.Uint64(), 16))
+	origins := o.origins.Owners(key)
+	if len(origins) == 0 {
+		return "", fmt.Errorf("start upload: %w", errNoOrigins)
+	}
+	var errs []error
+	for _, c := range origins {
+		id, err := c.StartUpload(ctx)
+		if err == nil {
+			return base64.RawURLEncoding.EncodeToString([]byte(c.Addr())) + "." + id, nil
+		}
+		if ctx.Err() != nil {
+			return "", err
+		}
+		o.origins.MarkFailed(c.Addr())
+		errs = append(errs, err)
+	}
+	return "", fmt.Errorf("start upload: every origin failed: %w", errors.Join(errs...))
+}
+
+func (o *ClusterStore) Append(ctx context.Context, id string, offset int64, r io.Reader) (int64, error) {
+	c, oid, err := o.session(id)
+	if err != nil {
+		return 0, err
+	}
+	n, err := c.AppendUpload(ctx, oid, offset, r)
 	return n, fromOrigin(err)
 }
 
-func (o *OriginStore) Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
-	rc, n, err := o.c.Open(ctx, d)
-	return rc, n, fromOrigin(err)
-}
-
-func (o *OriginStore) Start(ctx context.Context) (string, error) {
-	id, err := o.c.StartUpload(ctx)
-	return id, fromOrigin(err)
-}
-
-func (o *OriginStore) Append(ctx context.Context, id string, offset int64, r io.Reader) (int64, error) {
-	n, err := o.c.AppendUpload(ctx, id, offset, r)
+func (o *ClusterStore) Size(ctx context.Context, id string) (int64, error) {
+	c, oid, err := o.session(id)
+	if err != nil {
+		return 0, err
+	}
+	n, err := c.UploadSize(ctx, oid)
 	return n, fromOrigin(err)
 }
 
-func (o *OriginStore) Size(ctx context.Context, id string) (int64, error) {
-	n, err := o.c.UploadSize(ctx, id)
-	return n, fromOrigin(err)
+func (o *ClusterStore) Commit(ctx context.Context, id string, d digest.Digest) error {
+	c, oid, err := o.session(id)
+	if err != nil {
+		return err
+	}
+	return fromOrigin(c.CommitUpload(ctx, oid, d))
 }
 
-func (o *OriginStore) Commit(ctx context.Context, id string, d digest.Digest) error {
-	return fromOrigin(o.c.CommitUpload(ctx, id, d))
+func (o *ClusterStore) Cancel(ctx context.Context, id string) error {
+	c, oid, err := o.session(id)
+	if err != nil {
+		return err
+	}
+	return fromOrigin(c.CancelUpload(ctx, oid))
 }
 
-func (o *OriginStore) Cancel(ctx context.Context, id string) error {
-	return fromOrigin(o.c.CancelUpload(ctx, id))
+// session decodes a registry upload id into its origin and the origin's id. The origin
+// must be a current member: the id comes from the client, so it never makes the proxy
+// call an arbitrary URL. ErrUploadUnknown otherwise.
+func (o *ClusterStore) session(id string) (*originclient.Client, string, error) {
+	enc, oid, ok := strings.Cut(id, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(enc)
+	if !ok || err != nil || oid == "" {
+		return nil, "", fmt.Errorf("%w: malformed upload id %q", ErrUploadUnknown, id)
+	}
+	c, ok := o.origins.Member(string(raw))
+	if !ok {
+		return nil, "", fmt.Errorf("%w: upload %q is on %q, no longer an origin", ErrUploadUnknown, id, raw)
+	}
+	return c, oid, nil
 }
 
 // fromOrigin maps the origin client's sentinels to the registry's.

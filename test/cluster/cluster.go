@@ -1,15 +1,16 @@
 // Package cluster starts a local Shoal cluster from the built binaries in bin/: one
-// proxy, build-index, origin and tracker, and N agents, each agent on its own loopback
-// address for P2P (the BitTorrent engine bans peers per IP). It backs `make devcluster`,
-// `make demo` and the end-to-end tests.
+// proxy, build-index and tracker, three origins sharing one backend, and N agents, each
+// origin and agent on its own loopback address for P2P (the BitTorrent engine bans
+// peers per IP). It backs `make devcluster`, `make demo` and the end-to-end tests.
 //
 // State layout (wiped on Start):
 //
 //	<state>/
-//	  backend/            filesystem backend standing in for S3 (blobs and tags)
-//	  origin/             origin's content-addressed store
-//	  agent1/ agent2/ ... each agent's store
-//	  <name>.log          each process's log
+//	  backend/                   filesystem backend standing in for S3 (blobs and tags),
+//	                             shared by every origin and build-index
+//	  origin1/ origin2/ origin3/ each origin's content-addressed store
+//	  agent1/ agent2/ ...        each agent's store
+//	  <name>.log                 each process's log
 package cluster
 
 import (
@@ -29,9 +30,30 @@ import (
 const (
 	ProxyAddr      = "127.0.0.1:15000"
 	BuildIndexAddr = "127.0.0.1:15100"
-	OriginAddr     = "127.0.0.1:15200"
 	TrackerAddr    = "127.0.0.1:15300"
+	// Origins is how many origins the devcluster runs; the configs list them all.
+	Origins = 3
 )
+
+// Origin is one origin's addresses.
+type Origin struct {
+	Name     string // also its data folder
+	Addr     string // host:port of its HTTP API
+	PeerIP   string
+	PeerPort int
+}
+
+// OriginAt returns the devcluster's i-th origin (0-based): HTTP at 127.0.0.1:15200,
+// 15210, 15220, P2P at 127.0.0.10:15201, 127.0.0.11:15211, 127.0.0.12:15221.
+func OriginAt(i int) Origin {
+	port := 15200 + 10*i
+	return Origin{
+		Name:     fmt.Sprintf("origin%d", i+1),
+		Addr:     fmt.Sprintf("127.0.0.1:%d", port),
+		PeerIP:   fmt.Sprintf("127.0.0.%d", 10+i),
+		PeerPort: port + 1,
+	}
+}
 
 // Agent is one agent's addresses.
 type Agent struct {
@@ -66,9 +88,10 @@ type Options struct {
 
 // Cluster is a running local cluster.
 type Cluster struct {
-	State  string
-	Agents []Agent
-	procs  []*process
+	State   string
+	Origins []Origin
+	Agents  []Agent
+	procs   []*process
 }
 
 type process struct {
@@ -100,12 +123,19 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		name, binary, health string
 		args                 []string
 	}
-	specs := []spec{
-		{"buildindex", "buildindex", BuildIndexAddr, []string{"--config", cfg("buildindex")}},
-		{"origin", "origin", OriginAddr, []string{"--config", cfg("origin"), "--data-dir", "origin"}},
-		{"tracker", "tracker", TrackerAddr, []string{"--config", cfg("tracker")}},
-		{"proxy", "proxy", ProxyAddr, []string{"--config", cfg("proxy")}},
+	specs := []spec{{"buildindex", "buildindex", BuildIndexAddr, []string{"--config", cfg("buildindex")}}}
+	for i := range Origins {
+		o := OriginAt(i)
+		c.Origins = append(c.Origins, o)
+		specs = append(specs, spec{o.Name, "origin", o.Addr, []string{
+			"--config", cfg("origin"), "--listen", o.Addr, "--advertise", "http://" + o.Addr,
+			"--data-dir", o.Name, "--peer-ip", o.PeerIP, "--peer-port", strconv.Itoa(o.PeerPort),
+		}})
 	}
+	specs = append(specs,
+		spec{"tracker", "tracker", TrackerAddr, []string{"--config", cfg("tracker")}},
+		spec{"proxy", "proxy", ProxyAddr, []string{"--config", cfg("proxy")}},
+	)
 	for i := 0; i < o.Agents; i++ {
 		a := AgentAt(i)
 		c.Agents = append(c.Agents, a)
@@ -135,7 +165,7 @@ func (c *Cluster) start(ctx context.Context, p *process) error {
 	return nil
 }
 
-// StopProcess stops one process by name ("origin", "agent1", ...), for fault tests.
+// StopProcess stops one process by name ("origin1", "agent1", ...), for fault tests.
 func (c *Cluster) StopProcess(name string) error {
 	p, err := c.find(name)
 	if err != nil {

@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-// TestSecondAgentPullsFromFirst pulls a layer through agent 1, stops the origin, then
-// pulls the same layer through agent 2: every byte must come from agent 1, as its
-// metrics show. The origin is started again afterwards.
+// TestSecondAgentPullsFromFirst pulls a layer through agent 1, stops every origin,
+// then pulls the same layer through agent 2: every byte must come from agent 1, as its
+// metrics show. The origins are started again afterwards.
 func TestSecondAgentPullsFromFirst(t *testing.T) {
 	repoTag := "e2e/swarm:v1"
 	tool(t, "crane", "append", "--insecure", "-f", randomLayerTar(t, 24<<20), "-t", proxyRef(repoTag))
@@ -24,16 +24,18 @@ func TestSecondAgentPullsFromFirst(t *testing.T) {
 	}
 	uploadedBefore := metric(t, a.Registry, "shoal_agent_p2p_bytes_uploaded", func(float64) bool { return true })
 
-	if err := dev.StopProcess("origin"); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := dev.StartProcess(ctx, "origin"); err != nil {
-			t.Fatalf("restart origin: %v", err)
+	for _, o := range dev.Origins {
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := dev.StartProcess(ctx, o.Name); err != nil {
+				t.Errorf("restart %s: %v", o.Name, err)
+			}
+		}()
+		if err := dev.StopProcess(o.Name); err != nil {
+			t.Fatal(err)
 		}
-	}()
+	}
 
 	second := tool(t, "crane", "blob", "--insecure", b.Registry+"/e2e/swarm@"+layer)
 	if "sha256:"+sha256Hex([]byte(second)) != layer {

@@ -29,8 +29,10 @@ func run() error {
 	defer c.Stop()
 	fmt.Printf("Shoal devcluster up (state and logs in %s)\n", c.State)
 	fmt.Printf("  proxy (push here)   %s\n", cluster.ProxyAddr)
-	fmt.Printf("  build-index         %s\n  origin              %s\n  tracker             %s\n",
-		cluster.BuildIndexAddr, cluster.OriginAddr, cluster.TrackerAddr)
+	fmt.Printf("  build-index         %s\n  tracker             %s\n", cluster.BuildIndexAddr, cluster.TrackerAddr)
+	for _, o := range c.Origins {
+		fmt.Printf("  %-19s %s (P2P %s:%d)\n", o.Name, o.Addr, o.PeerIP, o.PeerPort)
+	}
 	for _, a := range c.Agents {
 		fmt.Printf("  %-19s %s (P2P %s:%d)\n", a.Name, a.Registry, a.PeerIP, a.PeerPort)
 	}
