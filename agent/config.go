@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/shoal-p2p/shoal/lib/eviction"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
@@ -32,6 +33,9 @@ type Config struct {
 	// DirectBelow is the blob size under which a blob is fetched over HTTP from the
 	// origins instead of through a swarm, whose setup costs more than it saves.
 	DirectBelow int64 `yaml:"direct_below"`
+	// Eviction bounds the blob cache (TTI, TTL, watermarks of a byte budget); an
+	// evicted blob is fetched again through the swarm on its next pull.
+	Eviction eviction.Config `yaml:"eviction"`
 }
 
 // DefaultConfig holds the values used for keys the file leaves out.
@@ -62,6 +66,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Origins.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("origins: %w", err))
+	}
+	if err := c.Eviction.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.DirectBelow < 0 {
 		errs = append(errs, errors.New("direct_below: negative (set a size in bytes, e.g. 1048576)"))

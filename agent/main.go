@@ -13,11 +13,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-p2p/shoal/lib/blobstore"
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
 	"github.com/shoal-p2p/shoal/lib/config"
+	"github.com/shoal-p2p/shoal/lib/eviction"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/metrics"
@@ -77,6 +79,10 @@ func run(args []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
 	g.Go(func() error { return origins.Run(ctx) })
+	evictor := eviction.NewRunner(cfg.Eviction, store, nil, func(d digest.Digest) error {
+		return engine.Evict(d, func() error { return store.Remove(d) })
+	}, log.Named("eviction"), reg.Scope.SubScope("eviction"))
+	g.Go(func() error { return evictor.Run(ctx) })
 	return g.Wait()
 }
 

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,10 +169,11 @@ func (c *cluster) tag(repo, tag string, d digest.Digest) {
 // agent is the real agent server over a temp-dir store and a real p2p engine,
 // pointed at a cluster's fakes.
 type agent struct {
-	url   string
-	hc    *http.Client
-	store *blobstore.Store
-	cfg   Config
+	url    string
+	hc     *http.Client
+	store  *blobstore.Store
+	cfg    Config
+	engine *p2p.Engine
 }
 
 func newEngine(t *testing.T, ip string) (*p2p.Engine, *blobstore.Store) {
@@ -224,7 +227,7 @@ func newAgent(t *testing.T, c *cluster, ip string, otherOrigins ...string) *agen
 	// assertion on speed.
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: testTimeout}
 	t.Cleanup(hc.CloseIdleConnections)
-	return &agent{url: hs.URL, hc: hc, store: store, cfg: cfg}
+	return &agent{url: hs.URL, hc: hc, store: store, cfg: cfg, engine: engine}
 }
 
 type response struct {
@@ -593,5 +596,25 @@ func TestLargeBlobThroughSwarm(t *testing.T) {
 	}
 	if n := c.count("tracker metainfo"); n != 1 {
 		t.Errorf("tracker asked for metainfo %d times, want 1 (then cached)", n)
+	}
+
+	// Evicted, then pulled again at once: a fresh torrent fetches it (Kraken stalls
+	// here on the stale torrent). The engine refuses while the last reader closes.
+	for {
+		err := a.engine.Evict(d, func() error { return a.store.Remove(d) })
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, p2p.ErrBusy) {
+			t.Fatalf("evict: %v", err)
+		}
+		runtime.Gosched()
+	}
+	if _, err := a.store.Stat(d); err == nil {
+		t.Fatal("blob still stored after eviction")
+	}
+	r = a.do(t, http.MethodGet, path)
+	if r.status != http.StatusOK || !bytes.Equal(r.body, data) {
+		t.Fatalf("GET after eviction: %d, %d bytes", r.status, len(r.body))
 	}
 }

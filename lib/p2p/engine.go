@@ -441,14 +441,14 @@ func (s *originSet) has(addr interface{ String() string }) bool {
 var ErrBusy = errors.New("p2p: blob in use")
 
 // Evict drops d's torrent, if any, and calls remove (which deletes d from the store)
-// while no Seed or Fetch of d can start. A blob with a reader open or a peer connected
-// is not evicted: ErrBusy. Dropping the torrent first means a later Fetch starts a
+// while no Seed or Fetch of d can start. A blob still downloading or with a reader
+// open is not evicted: ErrBusy. Peers seeding from it are cut off; they have others. Dropping the torrent first means a later Fetch starts a
 // fresh torrent instead of trusting pieces whose file is gone.
 func (e *Engine) Evict(d digest.Digest, remove func() error) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if a, ok := e.transfers[d]; ok {
-		if a.readers.Load() > 0 || (a.t != nil && len(a.t.PeerConns()) > 0) || !a.committed() {
+		if a.readers.Load() > 0 || !a.committed() {
 			return ErrBusy
 		}
 		e.removeLocked(a)
