@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -162,9 +163,10 @@ func (s *Server) uploadStatus(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// commitUpload verifies and stores the blob and queues its write-back durably before
-// acknowledging: an acknowledged blob is on this origin's disk and will reach the
-// backend even across a crash; until then it is pinned.
+// commitUpload verifies and stores the blob, queues its write-back and replication
+// durably, and copies it to its other owners before acknowledging: an acknowledged
+// blob is on the disks of its owners (or queued for those that were unreachable) and
+// will reach the backend even across a crash; until then it is pinned.
 func (s *Server) commitUpload(w http.ResponseWriter, r *http.Request) error {
 	d, err := parseDigest(r.URL.Query().Get("digest"))
 	if err != nil {
@@ -183,9 +185,11 @@ func (s *Server) commitUpload(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.store.CommitUpload(id, d); err != nil {
 		return err
 	}
-	if err := s.tasks.Add(s.commitTasks(d)...); err != nil {
+	tasks := s.commitTasks(d)
+	if err := s.tasks.Add(tasks...); err != nil {
 		return fmt.Errorf("origin commit %s: queue write-back: %w", d, err)
 	}
+	s.replicateNow(r.Context(), tasks)
 	s.runner.Notify()
 	s.scope.Counter("blobs_committed").Inc(1)
 	w.WriteHeader(http.StatusCreated)
@@ -295,6 +299,36 @@ func (s *Server) commitTasks(d digest.Digest) []taskqueue.Task {
 	}
 	return tasks
 }
+
+// replicateNow copies the blob to its other owners before the commit is acknowledged,
+// so losing this origin right after a push loses no availability. An owner that
+// cannot be reached in replicateWait keeps its task queued for the runner.
+func (s *Server) replicateNow(ctx context.Context, tasks []taskqueue.Task) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), replicateWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, t := range tasks {
+		if t.Kind != taskReplicate {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.replicate(ctx, t.Digest, t.Target); err != nil {
+				s.log.Warn("replicate before acknowledging failed; queued", zap.Stringer("digest", t.Digest),
+					zap.String("target", t.Target), zap.Error(err))
+				return
+			}
+			if err := s.tasks.Done(t); err != nil {
+				s.log.Warn("finish replication task", zap.Error(err))
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// replicateWait bounds the synchronous replication of a commit.
+const replicateWait = 2 * time.Minute
 
 // owners returns the base URLs of d's owners in rendezvous order.
 func (s *Server) owners(d digest.Digest) []string {
