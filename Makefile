@@ -6,7 +6,7 @@ TOOLS    := $(CURDIR)/.tools/bin
 export CGO_ENABLED := 0
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all build test unit e2e integration tools devcluster demo lint clean images
+.PHONY: all build test unit e2e integration tools devcluster demo lint clean images bench bench-smoke
 
 all: build
 
@@ -17,8 +17,9 @@ build:
 		$(GO) build -trimpath -ldflags='-s -w' -o bin/shoal-$$b ./$$b || exit 1; \
 	done
 
-## test: lint, unit tests, integration tests against real servers, the end-to-end suite, the demo
-test: lint unit integration e2e demo
+## test: lint, unit tests, integration tests against real servers, the end-to-end suite, the
+## demo, and a small swarm benchmark on network namespaces (correctness only, results not kept)
+test: lint unit integration e2e demo bench-smoke
 
 ## unit: go test ./... (fast, in-process)
 unit:
@@ -51,6 +52,21 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/...
 	$(GO) vet -tags integration ./...
+
+# BENCH_OUT: where bench writes its results section (empty: stdout only)
+BENCH_OUT ?= docs/BENCHMARKS.md
+# bench-smoke runs in make test: stdout only unless asked
+BENCH_SMOKE_OUT ?=
+
+## bench: the default swarm benchmark (needs root): 10 agents, 1 origin, 100 Mbit/s per host,
+## 256 MiB blob, each on its own network namespace; results into docs/BENCHMARKS.md
+bench: build
+	$(GO) run ./test/bench -agents 10 -origins 1 -rate 100 -blob-size 256MiB -out $(BENCH_OUT)
+
+## bench-smoke: a small run of the same harness (3 agents, 16 MiB); checks digests and
+## completion only, never timings
+bench-smoke: build
+	$(GO) run ./test/bench -agents 3 -origins 1 -rate 100 -blob-size 16MiB -out "$(BENCH_SMOKE_OUT)"
 
 clean:
 	rm -rf bin state
