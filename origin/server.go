@@ -79,7 +79,7 @@ func (s *Server) runTask(ctx context.Context, t taskqueue.Task) error {
 // Handler lists every route of the origin.
 func (s *Server) Handler(metrics http.Handler) http.Handler {
 	r := chi.NewRouter()
-	r.Use(httpserver.AccessLog(s.log))
+	r.Use(httpserver.AccessLog(s.log), backend.NamespaceMiddleware)
 	httpserver.MountOps(r, metrics, nil)
 	r.Post("/uploads", s.handle(s.startUpload))
 	r.Patch("/uploads/{id}", s.handle(s.appendUpload))

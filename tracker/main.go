@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -44,6 +45,19 @@ func run(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	// SHOAL_CPUPROFILE names a file to write a CPU profile of the whole run into
+	// (test/perf/tracker uses it; go tool pprof reads it).
+	if path := os.Getenv("SHOAL_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	reg, err := metrics.New("shoal_tracker", time.Second)
 	if err != nil {
 		return err

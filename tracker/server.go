@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/shoal-p2p/shoal/lib/backend"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/metainfo"
 	"github.com/shoal-p2p/shoal/lib/originclient"
@@ -125,7 +126,7 @@ func NewServer(cfg Config, origins *originset.Set, store *peerstore.Store, log *
 // Handler lists every route of the tracker.
 func (s *Server) Handler(metrics http.Handler) http.Handler {
 	r := chi.NewRouter()
-	r.Use(httpserver.AccessLog(s.log))
+	r.Use(httpserver.AccessLog(s.log), backend.NamespaceMiddleware)
 	httpserver.MountOps(r, metrics, nil)
 	r.Get("/metainfo/{digest}", s.handle(s.getMetainfo))
 	r.Post("/announce", s.handle(s.announce))
@@ -198,7 +199,7 @@ func (s *Server) getMetainfo(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		s.m.metainfoMisses.Inc(1)
 		select {
-		case res := <-s.load(d):
+		case res := <-s.load(r.Context(), d):
 			if res.Err != nil {
 				return res.Err
 			}
@@ -259,7 +260,7 @@ func (s *Server) swarmOrigins(ctx context.Context, infoHash string, d digest.Dig
 		s.refreshIfStale(b)
 	} else if d != "" {
 		select {
-		case res := <-s.load(d):
+		case res := <-s.load(ctx, d):
 			if res.Err != nil {
 				s.log.Debug("announce: no origin for blob", zap.Stringer("digest", d), zap.Error(res.Err))
 				return nil, nil
@@ -301,15 +302,16 @@ func (s *Server) refreshIfStale(b *blob) {
 		return
 	}
 	s.m.refreshes.Inc(1)
-	s.load(b.digest)
+	s.load(context.Background(), b.digest)
 }
 
 // load fetches d's metainfo from the origins and caches it. Concurrent loads of one
 // digest share a fetch, detached from any request: a client hanging up must not waste
 // an origin's half-done backend pull.
-func (s *Server) load(d digest.Digest) <-chan singleflight.Result {
+// ctx only lends its values (the namespace hint): the fetch outlives the request.
+func (s *Server) load(ctx context.Context, d digest.Digest) <-chan singleflight.Result {
 	return s.fetches.DoChan(d.String(), func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 		defer cancel()
 		return s.fetch(ctx, d)
 	})

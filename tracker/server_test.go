@@ -279,7 +279,7 @@ func TestMetainfoAsksTheOwnerFirst(t *testing.T) {
 	next := origins[tr.srv.origins.Owners(blob.Digest)[0].Addr()]
 	tr.clock.Advance(2 * touchEvery)
 	tr.announce(t, agent(1, blob, false))
-	<-tr.srv.load(blob.Digest)
+	<-tr.srv.load(context.Background(), blob.Digest)
 	if next == owner || next.metainfo.Load() != 1 {
 		t.Fatalf("refresh asked %s %d times", next.ip, next.metainfo.Load())
 	}
@@ -466,7 +466,7 @@ func TestStaleBlobIsRefreshed(t *testing.T) {
 	if err != nil || !bytes.Equal(got, blob.InfoBytes) {
 		t.Fatalf("stale entry not served: %v", err)
 	}
-	<-tr.srv.load(blob.Digest) // joins or follows the background refresh
+	<-tr.srv.load(context.Background(), blob.Digest) // joins or follows the background refresh
 	if n := o.metainfo.Load(); n < 2 {
 		t.Fatalf("origin asked %d times, want a refresh", n)
 	}

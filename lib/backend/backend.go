@@ -15,6 +15,13 @@
 // lib/backend/driver; backendtest is the conformance suite every driver passes.
 // Metrics, retries and digest checks wrap a Backend from outside: a driver only moves
 // bytes.
+//
+// Read-only drivers (an upstream registry, an HTTP mirror) refuse Upload with
+// ErrReadOnly. Blob names are content-addressed only, but an upstream registry
+// addresses blobs by repository: callers that know the repository a blob is wanted
+// for (the agent's and proxy's registry API, and the tracker and origin requests they
+// cause) pass it along with WithNamespace; such drivers read it with NamespaceFrom and
+// others ignore it.
 package backend
 
 import (
@@ -28,6 +35,32 @@ import (
 
 // ErrNotFound is returned (wrapped) when the named object does not exist.
 var ErrNotFound = errors.New("backend: not found")
+
+// ErrReadOnly is returned (wrapped) by Upload of a driver that only reads, such as a
+// pull-through from an upstream registry.
+var ErrReadOnly = errors.New("backend: read-only backend")
+
+// namespaceKey is the context key of WithNamespace; unexported so only this package
+// sets or reads it.
+type namespaceKey struct{}
+
+// WithNamespace returns a copy of ctx carrying ns, the repository (e.g.
+// "library/busybox") a blob is wanted for. It is a hint: drivers that store blobs by
+// digest alone ignore it, and a driver reading from an upstream registry needs it to
+// address a blob (GET /v2/<ns>/blobs/<digest>). An empty ns is no hint.
+func WithNamespace(ctx context.Context, ns string) context.Context {
+	if ns == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, namespaceKey{}, ns)
+}
+
+// NamespaceFrom returns the repository WithNamespace put in ctx, and whether there is
+// one.
+func NamespaceFrom(ctx context.Context) (string, bool) {
+	ns, ok := ctx.Value(namespaceKey{}).(string)
+	return ns, ok && ns != ""
+}
 
 // Info describes a stored object.
 type Info struct {
@@ -65,6 +98,24 @@ func BlobName(d digest.Digest) string {
 		first = first[:2]
 	}
 	return "docker/registry/v2/blobs/" + string(d.Algorithm()) + "/" + first + "/" + hex + "/data"
+}
+
+// ParseBlobName is the inverse of BlobName: it reports whether name is a blob's data
+// object and, if so, its digest (a valid one, with the hex in the right directory).
+func ParseBlobName(name string) (digest.Digest, bool) {
+	rest, ok := strings.CutPrefix(name, "docker/registry/v2/blobs/")
+	if !ok {
+		return "", false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 4 || parts[3] != "data" {
+		return "", false
+	}
+	d := digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
+	if d.Validate() != nil || BlobName(d) != name {
+		return "", false
+	}
+	return d, true
 }
 
 // TagName is the object holding the digest that tag of repo points at.

@@ -48,3 +48,41 @@ func TestParseTagName(t *testing.T) {
 		}
 	}
 }
+
+func TestParseBlobName(t *testing.T) {
+	t.Parallel()
+	d := digest.FromString("hello")
+	hex := d.Encoded()
+	for _, tc := range []struct {
+		name string
+		want digest.Digest
+	}{
+		{BlobName(d), d},
+		{"docker/registry/v2/blobs/sha256/" + hex[:2] + "/" + hex + "/data", d},
+		{"docker/registry/v2/blobs/sha256/zz/" + hex + "/data", ""},                   // wrong directory
+		{"docker/registry/v2/blobs/sha256/" + hex[:2] + "/" + hex[:10] + "/data", ""}, // short hex
+		{"docker/registry/v2/blobs/sha256/" + hex[:2] + "/" + hex + "/link", ""},
+		{"docker/registry/v2/blobs/md5/ab/abcd/data", ""},
+		{TagName("busybox", "latest"), ""},
+		{"", ""},
+	} {
+		got, ok := ParseBlobName(tc.name)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("ParseBlobName(%q) = %q, %v; want %q", tc.name, got, ok, tc.want)
+		}
+	}
+}
+
+func TestNamespace(t *testing.T) {
+	t.Parallel()
+	if ns, ok := NamespaceFrom(t.Context()); ok || ns != "" {
+		t.Fatalf("NamespaceFrom(empty ctx) = %q, %v", ns, ok)
+	}
+	ctx := WithNamespace(t.Context(), "library/busybox")
+	if ns, ok := NamespaceFrom(ctx); !ok || ns != "library/busybox" {
+		t.Fatalf("NamespaceFrom = %q, %v; want library/busybox", ns, ok)
+	}
+	if ns, ok := NamespaceFrom(WithNamespace(t.Context(), "")); ok {
+		t.Fatalf("NamespaceFrom(WithNamespace(\"\")) = %q, true; want no namespace", ns)
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/shoal-p2p/shoal/lib/backend"
 )
 
 // Headers of the upload protocol.
@@ -193,7 +195,11 @@ func (c *Client) Peer(ctx context.Context) (PeerAddr, error) {
 // do sends a request and turns non-2xx answers into errors, mapping the origin's
 // error codes to the package sentinels. On success the caller closes the body.
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, h http.Header) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path+backend.NamespaceQuery(ctx, sep), body)
 	if err != nil {
 		return nil, err
 	}

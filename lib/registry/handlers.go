@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
 
+	"github.com/shoal-p2p/shoal/lib/backend"
 	"github.com/shoal-p2p/shoal/lib/oci"
 )
 
@@ -27,6 +28,9 @@ func (g *Registry) base(w http.ResponseWriter, _ *http.Request) {
 func (g *Registry) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	rt := parseRoute(strings.TrimPrefix(r.URL.Path, "/v2/"))
+	// The repository travels with every fetch this request causes, down to a backend
+	// that reads from an upstream registry.
+	r = r.WithContext(backend.WithNamespace(r.Context(), rt.name))
 	err := g.dispatch(w, r, rt)
 	if err == nil {
 		return

@@ -14,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/shoal-p2p/shoal/lib/backend"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 )
 
@@ -62,7 +63,7 @@ func (c *Client) Addr() string { return c.base }
 // Metainfo returns the bencoded torrent info dictionary of blob d. A blob no origin
 // holds returns ErrNotFound.
 func (c *Client) Metainfo(ctx context.Context, d digest.Digest) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metainfo/"+d.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metainfo/"+d.String()+backend.NamespaceQuery(ctx, "?"), nil)
 	if err != nil {
 		return nil, fmt.Errorf("tracker %s: metainfo %s: %w", c.base, d, err)
 	}

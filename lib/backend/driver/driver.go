@@ -11,18 +11,29 @@ import (
 
 	"github.com/shoal-p2p/shoal/lib/backend"
 	"github.com/shoal-p2p/shoal/lib/backend/filesystem"
+	"github.com/shoal-p2p/shoal/lib/backend/gcs"
+	"github.com/shoal-p2p/shoal/lib/backend/httpget"
+	"github.com/shoal-p2p/shoal/lib/backend/registry"
 	"github.com/shoal-p2p/shoal/lib/backend/s3"
 )
 
 // Config selects a backend driver and carries each driver's settings; only the one
 // Kind names is used. A binary embeds it under the key "backend".
 type Config struct {
-	// Kind names the driver: fs (a directory) or s3 (a bucket).
+	// Kind names the driver: fs (a directory), s3 or gcs (a bucket); registry (pull
+	// through from an upstream registry) or http (blobs from a URL template), both
+	// read-only.
 	Kind string `yaml:"kind"`
 	// FS configures the fs driver.
 	FS filesystem.Config `yaml:"fs"`
 	// S3 configures the s3 driver (AWS S3 or an S3-compatible server).
 	S3 s3.Config `yaml:"s3"`
+	// GCS configures the gcs driver (Google Cloud Storage or an emulator).
+	GCS gcs.Config `yaml:"gcs"`
+	// Registry configures the registry driver (read-only pull-through).
+	Registry registry.Config `yaml:"registry"`
+	// HTTP configures the http driver (read-only blobs from an HTTP server).
+	HTTP httpget.Config `yaml:"http"`
 }
 
 // kinds maps each Kind to its validation and constructor.
@@ -42,6 +53,18 @@ var kinds = map[string]struct {
 	"s3": {
 		validate: func(c Config) error { return c.S3.Validate() },
 		open:     func(ctx context.Context, c Config) (backend.Backend, error) { return s3.New(ctx, c.S3) },
+	},
+	"gcs": {
+		validate: func(c Config) error { return c.GCS.Validate() },
+		open:     func(ctx context.Context, c Config) (backend.Backend, error) { return gcs.New(ctx, c.GCS) },
+	},
+	"registry": {
+		validate: func(c Config) error { return c.Registry.Validate() },
+		open:     func(ctx context.Context, c Config) (backend.Backend, error) { return registry.New(ctx, c.Registry) },
+	},
+	"http": {
+		validate: func(c Config) error { return c.HTTP.Validate() },
+		open:     func(_ context.Context, c Config) (backend.Backend, error) { return httpget.New(c.HTTP) },
 	},
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/shoal-p2p/shoal/lib/backend/filesystem"
+	"github.com/shoal-p2p/shoal/lib/backend/gcs"
 	"github.com/shoal-p2p/shoal/lib/backend/s3"
 )
 
@@ -22,6 +23,8 @@ func TestValidate(t *testing.T) {
 		{"fs without root", Config{Kind: "fs"}, "backend.fs.root: empty (set backend.fs.root to a directory, e.g. /var/lib/shoal/backend)"},
 		{"s3", Config{Kind: "s3", S3: s3.Config{Region: "us-east-1", Bucket: "b"}}, ""},
 		{"s3 without bucket", Config{Kind: "s3"}, "backend.s3.bucket: empty (set backend.s3.bucket: my-bucket)"},
+		{"gcs", Config{Kind: "gcs", GCS: gcs.Config{Bucket: "b"}}, ""},
+		{"gcs without bucket", Config{Kind: "gcs"}, "backend.gcs.bucket: empty (set backend.gcs.bucket: my-bucket)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
