@@ -47,7 +47,7 @@ func run(args []string) error {
 	}
 	defer reg.Close()
 
-	be, err := driver.Open(ctx, cfg.Backend)
+	be, err := driver.Open(ctx, cfg.Backend, log.Named("backend"))
 	if err != nil {
 		return err
 	}

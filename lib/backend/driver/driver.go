@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/shoal-p2p/shoal/lib/backend"
 	"github.com/shoal-p2p/shoal/lib/backend/filesystem"
 	"github.com/shoal-p2p/shoal/lib/backend/gcs"
@@ -39,7 +41,7 @@ type Config struct {
 // kinds maps each Kind to its validation and constructor.
 var kinds = map[string]struct {
 	validate func(Config) error
-	open     func(context.Context, Config) (backend.Backend, error)
+	open     func(context.Context, Config, *zap.Logger) (backend.Backend, error)
 }{
 	"fs": {
 		validate: func(c Config) error {
@@ -48,23 +50,33 @@ var kinds = map[string]struct {
 			}
 			return nil
 		},
-		open: func(_ context.Context, c Config) (backend.Backend, error) { return filesystem.New(c.FS) },
+		open: func(_ context.Context, c Config, _ *zap.Logger) (backend.Backend, error) {
+			return filesystem.New(c.FS)
+		},
 	},
 	"s3": {
 		validate: func(c Config) error { return c.S3.Validate() },
-		open:     func(ctx context.Context, c Config) (backend.Backend, error) { return s3.New(ctx, c.S3) },
+		open: func(ctx context.Context, c Config, log *zap.Logger) (backend.Backend, error) {
+			return s3.New(ctx, c.S3)
+		},
 	},
 	"gcs": {
 		validate: func(c Config) error { return c.GCS.Validate() },
-		open:     func(ctx context.Context, c Config) (backend.Backend, error) { return gcs.New(ctx, c.GCS) },
+		open: func(ctx context.Context, c Config, log *zap.Logger) (backend.Backend, error) {
+			return gcs.New(ctx, c.GCS)
+		},
 	},
 	"registry": {
 		validate: func(c Config) error { return c.Registry.Validate() },
-		open:     func(ctx context.Context, c Config) (backend.Backend, error) { return registry.New(ctx, c.Registry) },
+		open: func(ctx context.Context, c Config, log *zap.Logger) (backend.Backend, error) {
+			return registry.New(ctx, c.Registry, registry.WithLogger(log))
+		},
 	},
 	"http": {
 		validate: func(c Config) error { return c.HTTP.Validate() },
-		open:     func(_ context.Context, c Config) (backend.Backend, error) { return httpget.New(c.HTTP) },
+		open: func(_ context.Context, c Config, _ *zap.Logger) (backend.Backend, error) {
+			return httpget.New(c.HTTP)
+		},
 	},
 }
 
@@ -90,12 +102,13 @@ func (c Config) Validate() error {
 	return k.validate(c)
 }
 
-// Open validates cfg and opens the driver it names.
-func Open(ctx context.Context, cfg Config) (backend.Backend, error) {
+// Open validates cfg and opens the driver it names; log is for drivers that report
+// what they do (a pull-through serving a stale tag).
+func Open(ctx context.Context, cfg Config, log *zap.Logger) (backend.Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := kinds[cfg.Kind].open(ctx, cfg)
+	b, err := kinds[cfg.Kind].open(ctx, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("open %s backend: %w", cfg.Kind, err)
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+
 	"github.com/shoal-p2p/shoal/lib/backend/filesystem"
 	"github.com/shoal-p2p/shoal/lib/backend/gcs"
 	"github.com/shoal-p2p/shoal/lib/backend/s3"
@@ -41,14 +43,14 @@ func TestValidate(t *testing.T) {
 func TestOpen(t *testing.T) {
 	t.Parallel()
 	root := filepath.Join(t.TempDir(), "backend")
-	b, err := Open(t.Context(), Config{Kind: "fs", FS: filesystem.Config{Root: root}})
+	b, err := Open(t.Context(), Config{Kind: "fs", FS: filesystem.Config{Root: root}}, zap.NewNop())
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	if err := b.Upload(t.Context(), "x", strings.NewReader("y")); err != nil {
 		t.Fatalf("Upload through the opened backend: %v", err)
 	}
-	if _, err := Open(t.Context(), Config{Kind: "x"}); err == nil || !strings.HasPrefix(err.Error(), "backend.kind:") {
+	if _, err := Open(t.Context(), Config{Kind: "x"}, zap.NewNop()); err == nil || !strings.HasPrefix(err.Error(), "backend.kind:") {
 		t.Fatalf("Open of an unknown kind: %v, want the validation error", err)
 	}
 }
