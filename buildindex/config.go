@@ -16,11 +16,14 @@ type Config struct {
 	// Backend holds the tags; it is the only state, so any build-index over the same
 	// backend answers the same.
 	Backend driver.Config `yaml:"backend"`
+	// DataDir holds tags acknowledged but not yet in the backend (and their queue),
+	// so a restart loses none. Unused with a read-only backend.
+	DataDir string `yaml:"data_dir"`
 }
 
 // DefaultConfig holds the values used for keys the file leaves out.
 func DefaultConfig() Config {
-	return Config{Listen: "0.0.0.0:15100"}
+	return Config{Listen: "0.0.0.0:15100", DataDir: "/var/lib/shoal/buildindex"}
 }
 
 // Validate checks the whole config; each message names the key and the fix.
@@ -28,6 +31,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: empty (set listen: 0.0.0.0:15100 or pass --listen)"))
+	}
+	if c.DataDir == "" && !c.Backend.ReadOnly() {
+		errs = append(errs, errors.New("data_dir: empty (set data_dir: /var/lib/shoal/buildindex or pass --data-dir)"))
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

@@ -9,16 +9,19 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-p2p/shoal/lib/backend/driver"
+	"github.com/shoal-p2p/shoal/lib/backend/writeback"
 	"github.com/shoal-p2p/shoal/lib/config"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/metrics"
+	"github.com/shoal-p2p/shoal/lib/taskqueue"
 )
 
 func main() {
@@ -52,8 +55,26 @@ func run(args []string) error {
 		return err
 	}
 
-	srv := NewServer(be, log, reg.Scope)
 	g, ctx := errgroup.WithContext(ctx)
+	if !cfg.Backend.ReadOnly() {
+		// Tags are acknowledged once durable here and reach the backend later, so a
+		// push goes through while the object store is away.
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return fmt.Errorf("data_dir: %w", err)
+		}
+		tasks, err := taskqueue.Open(filepath.Join(cfg.DataDir, "tasks.db"))
+		if err != nil {
+			return err
+		}
+		defer tasks.Close()
+		wb, err := writeback.New(be, filepath.Join(cfg.DataDir, "pending"), tasks, log.Named("writeback"), reg.Scope.SubScope("writeback"))
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return wb.Run(ctx) })
+		be = wb
+	}
+	srv := NewServer(be, log, reg.Scope)
 	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
 	return g.Wait()
 }
@@ -62,9 +83,11 @@ func loadConfig(args []string) (Config, error) {
 	fs := flag.NewFlagSet("shoal-buildindex", flag.ContinueOnError)
 	path := fs.String("config", "", "YAML config file (example: config/buildindex.yaml)")
 	listen := fs.String("listen", "", "HTTP listen address; overrides listen")
+	dataDir := fs.String("data-dir", "", "directory of tags awaiting write-back; overrides data_dir")
 	cfg := DefaultConfig()
 	err := config.FromArgs(fs, args, path, &cfg, func() {
 		config.Set(&cfg.Listen, *listen)
+		config.Set(&cfg.DataDir, *dataDir)
 	})
 	return cfg, err
 }

@@ -22,9 +22,8 @@ import (
 	"github.com/shoal-p2p/shoal/lib/oci"
 )
 
-// Server is the build-index's HTTP API over its backend. It keeps no state: every
-// request reads or writes the backend, so a restart, or a second build-index over the
-// same backend, answers the same.
+// Server is the build-index's HTTP API over its backend (in production wrapped by the
+// write-back decorator, so a tag is acknowledged once durable locally).
 type Server struct {
 	backend backend.Backend
 	log     *zap.Logger
@@ -89,7 +88,7 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 const maxLink = 1 << 10
 
 // putTag stores the digest in the body as the tag; the 201 follows the backend's
-// durable write.
+// durable write (local and queued, with the write-back decorator).
 func (s *Server) putTag(w http.ResponseWriter, r *http.Request) error {
 	repo, tag, list, err := parseTagsPath(chi.URLParam(r, "*"))
 	if err != nil {

@@ -102,6 +102,9 @@ func (c Config) Validate() error {
 	return k.validate(c)
 }
 
+// ReadOnly reports whether the kind only reads (a pull-through registry, http).
+func (c Config) ReadOnly() bool { return c.Kind == "registry" || c.Kind == "http" }
+
 // Open validates cfg and opens the driver it names; log is for drivers that report
 // what they do (a pull-through serving a stale tag).
 func Open(ctx context.Context, cfg Config, log *zap.Logger) (backend.Backend, error) {

@@ -225,3 +225,16 @@ func syncDir(dir string) error {
 	defer f.Close()
 	return f.Sync()
 }
+
+// Remove deletes name; a missing name is not an error. Not part of backend.Backend:
+// Shoal never deletes from a backend; the write-back decorator drops its local copies.
+func (b *Backend) Remove(_ context.Context, name string) error {
+	p, err := b.path(name)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("fs backend remove %s: %w", name, err)
+	}
+	return nil
+}
