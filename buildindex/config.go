@@ -16,6 +16,9 @@ type Config struct {
 	// Backend holds the tags; it is the only state, so any build-index over the same
 	// backend answers the same.
 	Backend driver.Config `yaml:"backend"`
+	// Namespaces route repositories matching a regular expression to their own
+	// backend (tried in order; the rest use backend). See docs/BACKENDS.md.
+	Namespaces []driver.Namespace `yaml:"namespaces"`
 	// DataDir holds tags acknowledged but not yet in the backend (and their queue),
 	// so a restart loses none. Unused with a read-only backend.
 	DataDir string `yaml:"data_dir"`
@@ -36,6 +39,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("data_dir: empty (set data_dir: /var/lib/shoal/buildindex or pass --data-dir)"))
 	}
 	if err := c.Log.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := driver.ValidateNamespaces(c.Namespaces); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Backend.Validate(); err != nil {

@@ -50,7 +50,7 @@ func run(args []string) error {
 	}
 	defer reg.Close()
 
-	be, err := driver.Open(ctx, cfg.Backend, log.Named("backend"))
+	be, err := driver.OpenRouted(ctx, cfg.Backend, cfg.Namespaces, log.Named("backend"))
 	if err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ func (s *Server) putTag(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.backend.Upload(r.Context(), backend.TagName(repo, tag), strings.NewReader(d.String())); err != nil {
+	if err := s.backend.Upload(backend.WithNamespace(r.Context(), repo), backend.TagName(repo, tag), strings.NewReader(d.String())); err != nil {
 		return fmt.Errorf("put tag %s:%s: %w", repo, tag, err)
 	}
 	s.scope.Counter("tags_put").Inc(1)
@@ -124,7 +124,7 @@ func (s *Server) getTag(w http.ResponseWriter, r *http.Request) error {
 		return s.listTags(w, r, repo)
 	}
 	var link limitedBuffer
-	if err := s.backend.Download(r.Context(), backend.TagName(repo, tag), &link); err != nil {
+	if err := s.backend.Download(backend.WithNamespace(r.Context(), repo), backend.TagName(repo, tag), &link); err != nil {
 		if errors.Is(err, backend.ErrNotFound) {
 			s.scope.Counter("tags_not_found").Inc(1)
 			return fmt.Errorf("%w: tag %s:%s", errNotFound, repo, tag)
@@ -144,7 +144,7 @@ func (s *Server) getTag(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listTags(w http.ResponseWriter, r *http.Request, repo string) error {
-	names, err := s.backend.List(r.Context(), backend.TagsPrefix(repo))
+	names, err := s.backend.List(backend.WithNamespace(r.Context(), repo), backend.TagsPrefix(repo))
 	if err != nil {
 		return fmt.Errorf("list tags of %s: %w", repo, err)
 	}

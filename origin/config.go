@@ -23,6 +23,9 @@ type Config struct {
 	P2P p2p.Config `yaml:"p2p"`
 	// Backend is where committed blobs are written back and misses are fetched from.
 	Backend driver.Config `yaml:"backend"`
+	// Namespaces route repositories matching a regular expression to their own
+	// backend (tried in order; the rest use backend). See docs/BACKENDS.md.
+	Namespaces []driver.Namespace `yaml:"namespaces"`
 	// Eviction bounds the store; blobs awaiting write-back are never evicted, and
 	// evicted ones are fetched from the backend again on demand.
 	Eviction eviction.Config `yaml:"eviction"`
@@ -72,6 +75,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.Eviction.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := driver.ValidateNamespaces(c.Namespaces); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Backend.Validate(); err != nil {

@@ -67,6 +67,7 @@ func NewServer(store *blobstore.Store, be backend.Backend, engine *p2p.Engine, t
 func (s *Server) Run(ctx context.Context) error { return s.runner.Run(ctx) }
 
 func (s *Server) runTask(ctx context.Context, t taskqueue.Task) error {
+	ctx = backend.WithNamespace(ctx, t.Namespace)
 	switch t.Kind {
 	case taskWriteBack:
 		return s.writeBack(ctx, t.Digest)
@@ -185,7 +186,7 @@ func (s *Server) commitUpload(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.store.CommitUpload(id, d); err != nil {
 		return err
 	}
-	tasks := s.commitTasks(d)
+	tasks := s.commitTasks(r.Context(), d)
 	if err := s.tasks.Add(tasks...); err != nil {
 		return fmt.Errorf("origin commit %s: queue write-back: %w", d, err)
 	}
@@ -290,11 +291,14 @@ func (s *Server) fetch(ctx context.Context, d digest.Digest) error {
 
 // commitTasks is the durable work a commit of d owes: the write-back, and a copy on
 // each other owner of d.
-func (s *Server) commitTasks(d digest.Digest) []taskqueue.Task {
-	tasks := []taskqueue.Task{{Kind: taskWriteBack, Digest: d}}
+// The write-back's Target is the namespace (repository) pushed to, which picks the
+// backend when backends are routed per namespace.
+func (s *Server) commitTasks(ctx context.Context, d digest.Digest) []taskqueue.Task {
+	ns, _ := backend.NamespaceFrom(ctx)
+	tasks := []taskqueue.Task{{Kind: taskWriteBack, Digest: d, Target: ns, Namespace: ns}}
 	for _, owner := range s.owners(d) {
 		if owner != s.cluster.Self {
-			tasks = append(tasks, taskqueue.Task{Kind: taskReplicate, Digest: d, Target: owner})
+			tasks = append(tasks, taskqueue.Task{Kind: taskReplicate, Digest: d, Target: owner, Namespace: ns})
 		}
 	}
 	return tasks
@@ -314,7 +318,7 @@ func (s *Server) replicateNow(ctx context.Context, tasks []taskqueue.Task) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.replicate(ctx, t.Digest, t.Target); err != nil {
+			if err := s.replicate(backend.WithNamespace(ctx, t.Namespace), t.Digest, t.Target); err != nil {
 				s.log.Warn("replicate before acknowledging failed; queued", zap.Stringer("digest", t.Digest),
 					zap.String("target", t.Target), zap.Error(err))
 				return

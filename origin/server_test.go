@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/shoal-p2p/shoal/lib/backend"
 	"github.com/shoal-p2p/shoal/lib/backend/filesystem"
+	"github.com/shoal-p2p/shoal/lib/backend/router"
 	"github.com/shoal-p2p/shoal/lib/blobstore"
 	"github.com/shoal-p2p/shoal/lib/metainfo"
 	"github.com/shoal-p2p/shoal/lib/originclient"
@@ -759,4 +761,59 @@ func TestCommitReplicatesToOtherOwner(t *testing.T) {
 	if pinned, _ := srvs[0].tasks.Pinned(d); pinned {
 		t.Fatal("blob still pinned after write-back and replication")
 	}
+}
+
+// With backends routed per namespace, a blob pushed to library/* is written back to
+// the library backend, and a miss for it is fetched from there.
+func TestWriteBackFollowsNamespace(t *testing.T) {
+	libBE, defBE := newFS(t), newFS(t)
+	be := router.New([]router.Route{{Match: regexp.MustCompile(`^library/`), Backend: libBE}}, defBE)
+	store, err := blobstore.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := p2p.New(p2p.Config{ListenIP: "127.0.0.1"}, store, zap.NewNop(), tally.NoopScope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := taskqueue.Open(filepath.Join(t.TempDir(), "tasks.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(store, be, engine, tasks, Cluster{}, zap.NewNop(), tally.NoopScope)
+	ts := httptest.NewServer(srv.Handler(nil))
+	t.Cleanup(func() { ts.Close(); engine.Close(); tasks.Close() })
+
+	data := randomBytes(64<<10, 5)
+	d := digest.FromBytes(data)
+	ctx := backend.WithNamespace(t.Context(), "library/busybox")
+	c := originclient.New(ts.URL, ts.Client())
+	id, err := c.StartUpload(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AppendUpload(ctx, id, 0, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CommitUpload(ctx, id, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.runner.RunDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := libBE.Stat(t.Context(), backend.BlobName(d)); err != nil {
+		t.Fatalf("library backend lacks the blob: %v", err)
+	}
+	if _, err := defBE.Stat(t.Context(), backend.BlobName(d)); !errors.Is(err, backend.ErrNotFound) {
+		t.Fatalf("default backend got the library blob: %v", err)
+	}
+}
+
+func newFS(t *testing.T) *filesystem.Backend {
+	t.Helper()
+	b, err := filesystem.New(filesystem.Config{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -29,6 +29,9 @@ type Task struct {
 	Digest digest.Digest `json:"digest"`
 	// Target is where the work goes, when the kind needs one (a replica's URL).
 	Target string `json:"target,omitempty"`
+	// Namespace is the repository the blob was pushed to: it picks the backend when
+	// backends are chosen per namespace. Not part of Key.
+	Namespace string `json:"namespace,omitempty"`
 	// Attempts counts failed tries so far.
 	Attempts int `json:"attempts"`
 	// NotBefore is when the task may run next.

@@ -66,7 +66,7 @@ func (b *Backend) Upload(ctx context.Context, name string, r io.Reader) error {
 	b.mu.Lock()
 	err = b.local.Upload(ctx, name, bytes.NewReader(data))
 	if err == nil {
-		err = b.tasks.Add(taskqueue.Task{Kind: taskUpload, Target: name})
+		err = b.tasks.Add(b.task(ctx, name))
 	}
 	b.mu.Unlock()
 	if err != nil {
@@ -74,7 +74,7 @@ func (b *Backend) Upload(ctx context.Context, name string, r io.Reader) error {
 	}
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tryWait)
 	defer cancel()
-	t := taskqueue.Task{Kind: taskUpload, Target: name}
+	t := b.task(ctx, name)
 	if err := b.send(tctx, t); err != nil {
 		b.log.Warn("remote backend unreachable; upload queued", zap.String("name", name), zap.Error(err))
 		b.runner.Notify()
@@ -84,6 +84,12 @@ func (b *Backend) Upload(ctx context.Context, name string, r io.Reader) error {
 		b.log.Warn("finish write-back task", zap.String("name", name), zap.Error(err))
 	}
 	return nil
+}
+
+// task is the write-back of name; it keeps ctx's namespace for a routing backend.
+func (b *Backend) task(ctx context.Context, name string) taskqueue.Task {
+	ns, _ := backend.NamespaceFrom(ctx)
+	return taskqueue.Task{Kind: taskUpload, Target: name, Namespace: ns}
 }
 
 // send copies the pending object to the remote and drops the local copy if it did
@@ -97,7 +103,7 @@ func (b *Backend) send(ctx context.Context, t taskqueue.Task) error {
 		return err
 	}
 	sent := buf.Bytes()
-	if err := b.remote.Upload(ctx, t.Target, bytes.NewReader(sent)); err != nil {
+	if err := b.remote.Upload(backend.WithNamespace(ctx, t.Namespace), t.Target, bytes.NewReader(sent)); err != nil {
 		return err
 	}
 	b.mu.Lock()
