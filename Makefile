@@ -6,7 +6,7 @@ TOOLS    := $(CURDIR)/.tools/bin
 export CGO_ENABLED := 0
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all build test unit e2e integration tools devcluster demo lint clean images bench bench-smoke
+.PHONY: all build test unit e2e e2e-backends integration tools devcluster demo lint clean images bench bench-smoke
 
 all: build
 
@@ -19,7 +19,7 @@ build:
 
 ## test: lint, unit tests, integration tests against real servers, the end-to-end suite, the
 ## demo, and a small swarm benchmark on network namespaces (correctness only, results not kept)
-test: lint unit integration e2e demo bench-smoke
+test: lint unit integration e2e e2e-backends demo bench-smoke
 
 ## unit: go test ./... (fast, in-process)
 unit:
@@ -28,6 +28,12 @@ unit:
 ## e2e: real clients (crane, skopeo, docker) against a cluster of the built binaries
 e2e: build tools
 	$(GO) test -tags e2e -count=1 -timeout 20m -v ./test/e2e/
+
+## e2e-backends: the cluster on real backends (S3 via versitygw, GCS via fake-gcs-server,
+## pull-through from a distribution registry), started by the tests from .tools/bin; the
+## same fixed ports as e2e, so never at the same time
+e2e-backends: build tools
+	$(GO) test -tags e2e -count=1 -p 1 -timeout 20m -v ./test/e2e/backends/
 
 ## integration: tests against real servers (S3, GCS, ...) that the tests start from .tools/bin
 integration: tools
@@ -67,6 +73,19 @@ bench: build
 ## completion only, never timings
 bench-smoke: build
 	$(GO) run ./test/bench -agents 3 -origins 1 -rate 100 -blob-size 16MiB -out "$(BENCH_SMOKE_OUT)"
+
+## bench-tracker: load-test bin/shoal-tracker pinned to one core (taskset -c 0; the load
+## generator on core 1): 15,000 agents announcing over keep-alive connections, closed loop
+## and open loop at 20,000/s; results into docs/BENCHMARKS.md (~1 min)
+bench-tracker: build
+	$(GO) run ./test/perf/tracker -out $(BENCH_OUT)
+
+## bench-loopback: one agent pulls a 1 GiB blob from one origin over loopback, no rate limit,
+## vs a plain TCP copy of the same file; then a 4 GiB blob for the agent's peak RSS; results
+## into docs/BENCHMARKS.md (~3 min, ~16 GiB of free disk under /tmp)
+bench-loopback: build
+	$(GO) run ./test/perf/loopback -size 1GiB -runs 5 -out $(BENCH_OUT)
+	$(GO) run ./test/perf/loopback -size 4GiB -runs 1 -out $(BENCH_OUT)
 
 clean:
 	rm -rf bin state

@@ -129,6 +129,9 @@ var errBadRequest = errors.New("bad request")
 // fault (502), not a digest mismatch blamed on the caller.
 var errBackendCorrupt = errors.New("backend object does not match its digest")
 
+// errBackendDown marks a miss whose backend lookup failed (not a miss there).
+var errBackendDown = errors.New("backend unavailable")
+
 func (s *Server) startUpload(w http.ResponseWriter, _ *http.Request) error {
 	id, err := s.store.StartUpload()
 	if err != nil {
@@ -211,6 +214,14 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := s.ensureLocal(r.Context(), d); err != nil {
+		if r.Method == http.MethodHead && errors.Is(err, errBackendDown) {
+			// A HEAD is how a pusher (through the proxy) asks whether to upload: with the
+			// backend down, a blob not held here is a miss, so the push goes on and its
+			// upload is queued durably for write-back, rather than failing until the
+			// backend is back. Reads (GET, metainfo) still fail.
+			s.log.Warn("HEAD of a blob not held here answered as a miss: backend unavailable", zap.Stringer("digest", d), zap.Error(err))
+			return fmt.Errorf("%w: %w", backend.ErrNotFound, err)
+		}
 		return err
 	}
 	f, err := s.store.Open(d)
@@ -271,6 +282,9 @@ func (s *Server) ensureLocal(ctx context.Context, d digest.Digest) error {
 func (s *Server) fetch(ctx context.Context, d digest.Digest) error {
 	name := backend.BlobName(d)
 	if _, err := s.backend.Stat(ctx, name); err != nil {
+		if !errors.Is(err, backend.ErrNotFound) {
+			err = fmt.Errorf("%w: %w", errBackendDown, err)
+		}
 		return fmt.Errorf("origin fetch %s: %w", d, err)
 	}
 	start := time.Now()

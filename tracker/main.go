@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -45,6 +46,12 @@ func run(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	// The tracker's live heap is small (peers and metainfo) and every announce
+	// allocates a little, so the default GOGC=100 collects very often: GC was ~10% of
+	// its CPU at 20,000 announces/s (docs/BENCHMARKS.md). GOGC overrides this.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	// SHOAL_CPUPROFILE names a file to write a CPU profile of the whole run into
 	// (test/perf/tracker uses it; go tool pprof reads it).
 	if path := os.Getenv("SHOAL_CPUPROFILE"); path != "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -71,7 +72,7 @@ type Server struct {
 	fetches singleflight.Group // metainfo, by digest
 	peers   singleflight.Group // origin P2P addresses, by origin URL
 
-	mu        sync.Mutex
+	mu        sync.RWMutex // guards the maps below; announces only read them
 	maxBlobs  int
 	byDigest  map[digest.Digest]*blob
 	byHash    map[string]*blob
@@ -152,9 +153,9 @@ func (s *Server) expire() {
 	st := s.store.Stats()
 	s.m.swarms.Update(float64(st.Swarms))
 	s.m.peers.Update(float64(st.Peers))
-	s.mu.Lock()
+	s.mu.RLock()
 	s.m.blobs.Update(float64(len(s.byDigest)))
-	s.mu.Unlock()
+	s.mu.RUnlock()
 	if n > 0 {
 		s.log.Debug("expired peers", zap.Int("peers", n), zap.Int("swarms", st.Swarms), zap.Int("left", st.Peers))
 	}
@@ -193,7 +194,7 @@ func (s *Server) getMetainfo(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	b := s.cached(d)
+	b := s.cached(r.Context(), d)
 	if b != nil {
 		s.m.metainfoHits.Inc(1)
 	} else {
@@ -215,82 +216,208 @@ func (s *Server) getMetainfo(w http.ResponseWriter, r *http.Request) error {
 }
 
 // announce records the caller in its swarm and hands it out the swarm's origins and
-// peers.
+// peers. It is the tracker's hot path (every agent, every few seconds, per blob): the
+// body, hand-out and reply live in pooled buffers and the reply is encoded by hand.
 func (s *Server) announce(w http.ResponseWriter, r *http.Request) error {
-	var a p2p.Announce
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAnnounceBody)).Decode(&a); err != nil {
+	ab := announceBufs.Get().(*announceBuf)
+	defer ab.release()
+	var err error
+	if ab.body, err = readBody(w, r, ab.body[:0]); err != nil {
 		return fmt.Errorf("%w: announce body: %w", errBadRequest, err)
 	}
-	d, err := checkAnnounce(&a)
+	a, ok := parseAnnounce(ab.body)
+	if !ok {
+		if err := json.Unmarshal(ab.body, &a); err != nil {
+			return fmt.Errorf("%w: announce body: %w", errBadRequest, err)
+		}
+	}
+	if err := checkAnnounce(&a); err != nil {
+		return err
+	}
+	origins, err := s.swarmOrigins(r.Context(), a.InfoHash, a.Digest, ab.origins[:0])
 	if err != nil {
 		return err
 	}
-	origins, err := s.swarmOrigins(r.Context(), a.InfoHash, d)
-	if err != nil {
-		return err
-	}
+	ab.origins = origins
 	now := s.now()
-	s.store.Announce(now, a.InfoHash, p2p.Peer{PeerID: a.PeerID, IP: a.IP, Port: a.Port, Complete: a.Complete})
+	ab.peers = s.store.AnnouncePeers(now, a.InfoHash, p2p.Peer{PeerID: a.PeerID, IP: a.IP, Port: a.Port, Complete: a.Complete}, origins, ab.rng, ab.peers[:0])
 	s.m.announces.Inc(1)
-	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	interval := s.cfg.AnnounceInterval
 	if a.Complete {
 		interval = s.cfg.SeederInterval
 	}
-	writeJSON(w, http.StatusOK, p2p.AnnounceReply{
-		IntervalSeconds: int(interval / time.Second),
-		Peers:           s.store.Peers(now, a.InfoHash, a.PeerID, origins, rng),
-	})
+	ab.out = appendReply(ab.out[:0], int(interval/time.Second), ab.peers)
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(ab.out))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(ab.out)
 	return nil
 }
 
-// swarmOrigins returns the origins to hand out for infoHash: the one known to seed it.
-// A blob the tracker has not seen since it started is fetched from the origins first
-// (if the announce names its digest). It waits at most announceWait for origins.
-func (s *Server) swarmOrigins(ctx context.Context, infoHash string, d digest.Digest) ([]p2p.Peer, error) {
+var jsonContentType = []string{"application/json"}
+
+// announceBuf is one announce's scratch space, reused through announceBufs.
+type announceBuf struct {
+	body    []byte
+	out     []byte
+	origins []p2p.Peer
+	peers   []p2p.Peer
+	rng     *rand.Rand
+}
+
+var announceBufs = sync.Pool{New: func() any {
+	return &announceBuf{rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+}}
+
+func (ab *announceBuf) release() {
+	if cap(ab.body) > maxAnnounceBody || cap(ab.out) > 1<<20 {
+		return // an outsized request or hand-out: let it go
+	}
+	clear(ab.origins[:cap(ab.origins)]) // drop references to strings
+	clear(ab.peers[:cap(ab.peers)])
+	announceBufs.Put(ab)
+}
+
+// readBody appends r's body to buf, at most maxAnnounceBody bytes.
+func readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, maxAnnounceBody)
+	if n := r.ContentLength; n > 0 && n <= maxAnnounceBody && int64(cap(buf)) < n+1 {
+		buf = make([]byte, 0, n+1) // +1: the read that sees EOF needs room
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// appendReply appends the JSON of p2p.AnnounceReply{interval, peers} to b, as
+// encoding/json would write it (and a newline, as json.Encoder does).
+func appendReply(b []byte, interval int, peers []p2p.Peer) []byte {
+	b = append(b, `{"interval_seconds":`...)
+	b = strconv.AppendInt(b, int64(interval), 10)
+	b = append(b, `,"peers":[`...)
+	for i, p := range peers {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"peer_id":`...)
+		b = appendString(b, p.PeerID)
+		b = append(b, `,"ip":`...)
+		b = appendString(b, p.IP)
+		b = append(b, `,"port":`...)
+		b = strconv.AppendInt(b, int64(p.Port), 10)
+		b = append(b, `,"origin":`...)
+		b = strconv.AppendBool(b, p.Origin)
+		b = append(b, `,"complete":`...)
+		b = strconv.AppendBool(b, p.Complete)
+		b = append(b, '}')
+	}
+	return append(b, "]}\n"...)
+}
+
+// appendString appends s as a JSON string. Peer ids and addresses are validated hex
+// and IP literals, so it only copies; anything that would need escaping goes through
+// encoding/json.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if !plainJSON[s[i]] {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// plainJSON marks the bytes encoding/json copies into a string as they are.
+var plainJSON = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+// swarmOrigins appends to dst the origins to hand out for infoHash: the one known to
+// seed it. A blob the tracker has not seen since it started is fetched from the
+// origins first (if the announce names its digest, "" if not). It waits at most
+// announceWait for origins.
+func (s *Server) swarmOrigins(ctx context.Context, infoHash, dgst string, dst []p2p.Peer) ([]p2p.Peer, error) {
+	s.mu.RLock()
+	b := s.byHash[infoHash]
+	var p p2p.Peer
+	var ok bool
+	if b != nil {
+		p, ok = s.peerAddrs[b.origin.Addr()]
+	}
+	s.mu.RUnlock()
+	if b != nil && (dgst == "" || dgst == b.digest.String()) {
+		s.refreshIfStale(b)
+		if ok { // the common case: a blob and origin known
+			return append(dst, p), nil
+		}
+	}
+	var d digest.Digest
+	if dgst != "" {
+		var err error
+		if d, err = parseDigest(dgst); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, announceWait)
 	defer cancel()
-	s.mu.Lock()
-	b := s.byHash[infoHash]
-	s.mu.Unlock()
 	if b != nil {
 		if d != "" && d != b.digest {
 			return nil, fmt.Errorf("%w: info_hash %s is that of %s, not of digest %s", errBadRequest, infoHash, b.digest, d)
 		}
-		s.refreshIfStale(b)
 	} else if d != "" {
 		select {
 		case res := <-s.load(ctx, d):
 			if res.Err != nil {
 				s.log.Debug("announce: no origin for blob", zap.Stringer("digest", d), zap.Error(res.Err))
-				return nil, nil
+				return dst, nil
 			}
 			b = res.Val.(*blob)
 		case <-ctx.Done():
-			return nil, nil
+			return dst, nil
 		}
 		if b.infoHash != infoHash {
 			return nil, fmt.Errorf("%w: info_hash %s is not that of digest %s (%s)", errBadRequest, infoHash, d, b.infoHash)
 		}
 	}
 	if b == nil {
-		return nil, nil
+		return dst, nil
 	}
-	p, ok := s.originPeer(ctx, b.origin)
+	p, ok = s.originPeer(ctx, b.origin)
 	if !ok {
-		return nil, nil
+		return dst, nil
 	}
-	return []p2p.Peer{p}, nil
+	return append(dst, p), nil
 }
 
-// cached returns d's cached metainfo, or nil; a stale entry is returned and refreshed
-// in the background.
-func (s *Server) cached(d digest.Digest) *blob {
-	s.mu.Lock()
+// cached returns d's cached metainfo, or nil. A hit is also refreshed in the
+// background, with ctx's namespace hint: a metainfo request is a peer about to join
+// the swarm, and an origin restarted since it was last asked seeds nothing (and may
+// have lost the blob, which it then fetches from its backend again) until asked, so
+// waiting for touchEvery would stall the new peer. Each peer asks once per blob
+// (agents keep the metainfo), and concurrent refreshes share one fetch.
+func (s *Server) cached(ctx context.Context, d digest.Digest) *blob {
+	s.mu.RLock()
 	b := s.byDigest[d]
-	s.mu.Unlock()
+	s.mu.RUnlock()
 	if b != nil {
-		s.refreshIfStale(b)
+		s.m.refreshes.Inc(1)
+		s.load(ctx, b.digest)
 	}
 	return b
 }
@@ -373,9 +500,9 @@ func (s *Server) put(b *blob) {
 // originPeer returns origin o's P2P address as a hand-out entry, asking the origin
 // once; false if it can't be learnt now (it is asked again next time).
 func (s *Server) originPeer(ctx context.Context, o *originclient.Client) (p2p.Peer, bool) {
-	s.mu.Lock()
+	s.mu.RLock()
 	p, ok := s.peerAddrs[o.Addr()]
-	s.mu.Unlock()
+	s.mu.RUnlock()
 	if ok {
 		return p, true
 	}
@@ -409,29 +536,28 @@ func (s *Server) originPeer(ctx context.Context, o *originclient.Client) (p2p.Pe
 	}
 }
 
-// checkAnnounce validates a and normalises its hex and IP; it returns the digest if a
-// names one.
-func checkAnnounce(a *p2p.Announce) (digest.Digest, error) {
+// checkAnnounce validates a and normalises its hex and IP. Its digest is checked by
+// swarmOrigins, only when it is not that of a known blob.
+func checkAnnounce(a *p2p.Announce) error {
 	a.InfoHash = strings.ToLower(a.InfoHash)
 	if !isHex40(a.InfoHash) {
-		return "", fmt.Errorf("%w: info_hash %q is not 40 hex characters", errBadRequest, a.InfoHash)
+		return fmt.Errorf("%w: info_hash %q is not 40 hex characters", errBadRequest, a.InfoHash)
 	}
 	a.PeerID = strings.ToLower(a.PeerID)
 	if !isHex40(a.PeerID) {
-		return "", fmt.Errorf("%w: peer_id %q is not 40 hex characters", errBadRequest, a.PeerID)
+		return fmt.Errorf("%w: peer_id %q is not 40 hex characters", errBadRequest, a.PeerID)
 	}
 	ip, err := netip.ParseAddr(a.IP)
 	if err != nil || ip.IsUnspecified() || ip.Zone() != "" {
-		return "", fmt.Errorf("%w: ip %q is not a peer's address", errBadRequest, a.IP)
+		return fmt.Errorf("%w: ip %q is not a peer's address", errBadRequest, a.IP)
 	}
-	a.IP = ip.Unmap().String()
+	if !ip.Is4() { // an IPv4 literal that parses is canonical already
+		a.IP = ip.Unmap().String()
+	}
 	if a.Port <= 0 || a.Port > 65535 {
-		return "", fmt.Errorf("%w: port %d is out of range", errBadRequest, a.Port)
+		return fmt.Errorf("%w: port %d is out of range", errBadRequest, a.Port)
 	}
-	if a.Digest == "" {
-		return "", nil
-	}
-	return parseDigest(a.Digest)
+	return nil
 }
 
 func isHex40(s string) bool {

@@ -41,7 +41,7 @@ type fakeOrigin struct {
 	peer     atomic.Int64 // /peer requests
 }
 
-func newOrigin(t *testing.T, ip string, blobs ...metainfo.Result) *fakeOrigin {
+func newOrigin(t testing.TB, ip string, blobs ...metainfo.Result) *fakeOrigin {
 	t.Helper()
 	o := &fakeOrigin{ip: ip, blobs: map[digest.Digest][]byte{}}
 	for _, b := range blobs {
@@ -102,7 +102,7 @@ type tracker struct {
 	clock  *clock
 }
 
-func newTracker(t *testing.T, origins ...string) *tracker {
+func newTracker(t testing.TB, origins ...string) *tracker {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Origins.Static = origins
@@ -122,7 +122,7 @@ func newTracker(t *testing.T, origins ...string) *tracker {
 	return &tracker{srv: s, url: hs.URL, client: trackerclient.New(hs.URL, hs.Client()), clock: c}
 }
 
-func makeBlob(t *testing.T, content string) metainfo.Result {
+func makeBlob(t testing.TB, content string) metainfo.Result {
 	t.Helper()
 	data := []byte(content)
 	res, err := metainfo.Generate(bytes.NewReader(data), metainfo.PieceLength(int64(len(data))))
@@ -172,9 +172,8 @@ func TestMetainfoServedAndCached(t *testing.T) {
 			t.Fatalf("got %q, %v", got, err)
 		}
 	}
-	if n := o.metainfo.Load(); n != 1 {
-		t.Fatalf("origin asked %d times, want once", n)
-	}
+	// Hits are answered from the cache; each also asks the origin again in the
+	// background (TestMetainfoRequestTouchesOrigin), so only its address is asked once.
 	if n := o.peer.Load(); n != 1 {
 		t.Fatalf("origin address asked %d times, want once", n)
 	}

@@ -20,6 +20,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/shoal-p2p/shoal/lib/p2p"
 )
@@ -68,6 +69,29 @@ type entry struct {
 	expires time.Time
 	group   int
 	index   int // position in swarm.groups[group]
+	// inline holds the bytes of peer.PeerID and peer.IP as the entry was created,
+	// when they fit: a hand-out copies the strings of ~50 random entries, and with
+	// the strings inside the entry that costs no cache misses beyond the entry's
+	// own. Written once, before any string refers to it; never modified after.
+	inline [inlineLen]byte
+}
+
+// inlineLen fits a 40-hex peer id and an IPv6 address.
+const inlineLen = 88
+
+// newEntry returns an entry for p, holding its peer id and address strings itself
+// when they fit.
+func newEntry(p p2p.Peer) *entry {
+	e := &entry{group: -1}
+	if n := len(p.PeerID) + len(p.IP); n > 0 && n <= inlineLen {
+		copy(e.inline[:], p.PeerID)
+		copy(e.inline[len(p.PeerID):], p.IP)
+		// The strings alias e.inline, which is never written again: immutable.
+		p.PeerID = unsafe.String(&e.inline[0], len(p.PeerID))
+		p.IP = unsafe.String(&e.inline[len(p.PeerID)], len(p.IP))
+	}
+	e.peer = p
+	return e
 }
 
 // New returns an empty store. A peer still downloading is kept for ttl after its last
@@ -90,35 +114,59 @@ func (s *Store) shard(infoHash string) *shard {
 // peer id announced from the same ip:port (an earlier run of the same agent). Origin
 // is ignored. The caller validates p.
 func (s *Store) Announce(now time.Time, infoHash string, p p2p.Peer) {
+	sh := s.shard(infoHash)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s.announce(sh, now, infoHash, p)
+}
+
+// AnnouncePeers is Announce of p followed by Peers for it (excluding p), under one
+// lock: the tracker's announce. The hand-out is appended to dst, which may be reused
+// between calls.
+func (s *Store) AnnouncePeers(now time.Time, infoHash string, p p2p.Peer, origins []p2p.Peer, rng *rand.Rand, dst []p2p.Peer) []p2p.Peer {
+	sh := s.shard(infoHash)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sw, self := s.announce(sh, now, infoHash, p)
+	return s.handOut(dst, sw, self, now, origins, rng)
+}
+
+// announce is Announce with sh locked; it returns the swarm and p's entry.
+func (s *Store) announce(sh *shard, now time.Time, infoHash string, p p2p.Peer) (*swarm, *entry) {
 	p.Origin = false
 	a := addr{p.IP, p.Port}
 	ttl := s.ttl
 	if p.Complete {
 		ttl = s.seederTTL
 	}
-	sh := s.shard(infoHash)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	sw := sh.swarms[infoHash]
 	if sw == nil {
 		sw = &swarm{byID: make(map[string]*entry), byAddr: make(map[addr]*entry)}
 		sh.swarms[infoHash] = sw
 	}
-	if other := sw.byAddr[a]; other != nil && other.peer.PeerID != p.PeerID {
-		sw.remove(other)
-		sh.peers--
-	}
 	e := sw.byID[p.PeerID]
-	if e == nil {
-		e = &entry{group: -1}
-		sw.byID[p.PeerID] = e
-		sh.peers++
-	} else if old := (addr{e.peer.IP, e.peer.Port}); old != a {
-		delete(sw.byAddr, old)
+	if e != nil && e.peer.IP == p.IP && e.peer.Port == p.Port {
+		// The common case, a member announcing again from where it was: byAddr[a]
+		// is e already, and e keeps its strings.
+		p.PeerID, p.IP = e.peer.PeerID, e.peer.IP
+	} else {
+		if other := sw.byAddr[a]; other != nil && other.peer.PeerID != p.PeerID {
+			sw.remove(other)
+			sh.peers--
+		}
+		if e == nil {
+			e = newEntry(p)
+			p = e.peer
+			sw.byID[p.PeerID] = e
+			sh.peers++
+		} else {
+			delete(sw.byAddr, addr{e.peer.IP, e.peer.Port})
+			p.PeerID = e.peer.PeerID
+		}
+		sw.byAddr[addr{p.IP, p.Port}] = e
 	}
 	e.peer = p
 	e.expires = now.Add(ttl)
-	sw.byAddr[a] = e
 	group := groupDownloading
 	if p.Complete {
 		group = groupComplete
@@ -130,6 +178,7 @@ func (s *Store) Announce(now time.Time, infoHash string, p p2p.Peer) {
 		e.group, e.index = group, len(sw.groups[group])
 		sw.groups[group] = append(sw.groups[group], e)
 	}
+	return sw, e
 }
 
 // Peers returns the hand-out for a member of infoHash's swarm: origins first (marked
@@ -142,46 +191,52 @@ func (s *Store) Peers(now time.Time, infoHash, exclude string, origins []p2p.Pee
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sw := sh.swarms[infoHash]
-	var self addr
-	if sw != nil {
-		if e := sw.byID[exclude]; e != nil {
-			self = addr{e.peer.IP, e.peer.Port}
-		}
-	}
+	var self *entry
 	size := len(origins)
 	if sw != nil {
+		self = sw.byID[exclude]
 		size += len(sw.byID)
 	}
-	out := make([]p2p.Peer, 0, min(size, s.maxPeers))
+	return s.handOut(make([]p2p.Peer, 0, min(size, s.maxPeers)), sw, self, now, origins, rng)
+}
+
+// handOut appends the hand-out to out: see Peers. self is the caller's entry (nil if
+// it is not in the swarm); sw may be nil. A swarm holds one entry per ip:port, so
+// leaving out self leaves out everything at its address.
+func (s *Store) handOut(out []p2p.Peer, sw *swarm, self *entry, now time.Time, origins []p2p.Peer, rng *rand.Rand) []p2p.Peer {
+	first := len(out)
 	for _, o := range origins {
-		if (self != addr{} && addr{o.IP, o.Port} == self) {
+		if self != nil && o.IP == self.peer.IP && o.Port == self.peer.Port {
 			continue
 		}
 		o.Origin, o.Complete = true, true
 		out = append(out, o)
 	}
-	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-	if len(out) >= s.maxPeers {
-		return out[:s.maxPeers]
+	got := out[first:]
+	rng.Shuffle(len(got), func(i, j int) { got[i], got[j] = got[j], got[i] })
+	if len(got) >= s.maxPeers {
+		return out[:first+s.maxPeers]
 	}
 	if sw == nil {
 		return out
 	}
+	limit := first + s.maxPeers
 	for g := range sw.groups {
-		out = s.sample(out, sw.groups[g], now, exclude, self, rng)
+		out = sample(out, limit, sw.groups[g], now, self, rng)
 	}
 	return out
 }
 
-// sample appends live members of list to out in random order until out is full: a
-// partial Fisher-Yates shuffle of list itself, so it costs O(maxPeers), not O(swarm).
-func (s *Store) sample(out []p2p.Peer, list []*entry, now time.Time, exclude string, self addr, rng *rand.Rand) []p2p.Peer {
-	for i := 0; i < len(list) && len(out) < s.maxPeers; i++ {
+// sample appends live members of list other than self to out in random order until
+// out holds limit: a partial Fisher-Yates shuffle of list itself, so it costs
+// O(maxPeers), not O(swarm).
+func sample(out []p2p.Peer, limit int, list []*entry, now time.Time, self *entry, rng *rand.Rand) []p2p.Peer {
+	for i := 0; i < len(list) && len(out) < limit; i++ {
 		j := i + rng.IntN(len(list)-i)
 		list[i], list[j] = list[j], list[i]
 		list[i].index, list[j].index = i, j
 		e := list[i]
-		if now.After(e.expires) || e.peer.PeerID == exclude || (addr{e.peer.IP, e.peer.Port} == self) {
+		if e == self || now.After(e.expires) {
 			continue
 		}
 		out = append(out, e.peer)

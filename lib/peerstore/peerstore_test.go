@@ -301,3 +301,25 @@ func BenchmarkAnnounceAndPeers(b *testing.B) {
 		}
 	})
 }
+
+// AnnouncePeers is Announce then Peers, appending to the slice it is given.
+func TestAnnouncePeersIsAnnounceThenPeers(t *testing.T) {
+	t.Parallel()
+	a, b := New(10*time.Second, time.Minute, 5), New(10*time.Second, time.Minute, 5)
+	origins := []p2p.Peer{{IP: "10.9.0.1", Port: 15201}}
+	dst := []p2p.Peer{{PeerID: "kept"}}
+	for n := 1; n <= 12; n++ {
+		me := peer(n, n%4 == 0)
+		got := a.AnnouncePeers(t0, ih, me, origins, rng(uint64(n)), dst[:1])
+		b.Announce(t0, ih, me)
+		want := b.Peers(t0, ih, me.PeerID, origins, rng(uint64(n)))
+		if got[0].PeerID != "kept" || !slices.Equal(got[1:], want) {
+			t.Fatalf("announce %d: got %v, want [kept] + %v", n, ids(got), ids(want))
+		}
+		dst = got[:0]
+	}
+	if a.Stats() != b.Stats() {
+		t.Fatalf("stats %+v, want %+v", a.Stats(), b.Stats())
+	}
+	checkIndexes(t, a)
+}

@@ -84,6 +84,10 @@ type Options struct {
 	State string
 	// Agents is the number of agents (default 3).
 	Agents int
+	// ConfigDir holds the configs (agent.yaml, buildindex.yaml, origin.yaml, proxy.yaml,
+	// tracker.yaml) for the same topology and addresses; <Root>/config/devcluster when
+	// empty. Relative paths in them are relative to the state folder.
+	ConfigDir string
 }
 
 // Cluster is a running local cluster.
@@ -117,7 +121,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, fmt.Errorf("create %s: %w", o.State, err)
 	}
 	c := &Cluster{State: o.State}
-	cfg := func(name string) string { return filepath.Join(o.Root, "config", "devcluster", name+".yaml") }
+	cfg := func(name string) string { return filepath.Join(o.ConfigDir, name+".yaml") }
 	bin := func(name string) string { return filepath.Join(o.Root, "bin", "shoal-"+name) }
 	type spec struct {
 		name, binary, health string
@@ -207,6 +211,15 @@ func (o *Options) defaults() error {
 	if o.Agents == 0 {
 		o.Agents = 3
 	}
+	if o.ConfigDir == "" {
+		o.ConfigDir = filepath.Join(o.Root, "config", "devcluster")
+	}
+	// The processes run in the state folder.
+	dir, err := filepath.Abs(o.ConfigDir)
+	if err != nil {
+		return err
+	}
+	o.ConfigDir = dir
 	for _, b := range []string{"proxy", "buildindex", "origin", "tracker", "agent"} {
 		if _, err := os.Stat(filepath.Join(o.Root, "bin", "shoal-"+b)); err != nil {
 			return fmt.Errorf("binary bin/shoal-%s missing (run make build first): %w", b, err)
