@@ -243,14 +243,14 @@ func TestCommitIdempotent(t *testing.T) {
 func TestIngest(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	data := randomBytes(70<<20, 2) // above 64 MiB: 4 MiB pieces
+	data := randomBytes(70<<20, 2)
 	res, err := s.Ingest(digest.FromBytes(data), bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkCommitted(t, s, data, res)
 	info, _, _ := metainfo.Parse(res.InfoBytes)
-	if info.PieceLength != 4<<20 {
+	if info.PieceLength != metainfo.PieceLength(int64(len(data))) {
 		t.Fatalf("piece length %d", info.PieceLength)
 	}
 	// Already there: the stream is not read, the same info comes back.

@@ -53,8 +53,13 @@ const (
 	defaultInterval  = 3 * time.Second  // until the tracker says otherwise
 	completeInterval = 60 * time.Second // once the blob is complete
 	stallAfter       = 5 * time.Second  // no progress this long: ask for peers at once
-	loopTick         = time.Second      // how often the loop checks for starvation
-	announceTimeout  = 10 * time.Second
+	starveGap        = time.Second      // at most one starving announce per second
+	loopTick         = 250 * time.Millisecond
+	// A new download re-announces after fastStart, then twice as late each time until
+	// the tracker's interval: in a flash crowd the first agents to announce learn of
+	// the ones that announce just after them within a fraction of a second.
+	fastStart       = 250 * time.Millisecond
+	announceTimeout = 10 * time.Second
 )
 
 // announceLoop keeps a fetched torrent supplied with peers until it is dropped or the
@@ -113,19 +118,23 @@ func (e *Engine) logAnnounce(a *active, err error, failures int) int {
 	return failures + 1
 }
 
-// schedule decides when a torrent announces: every interval while downloading, at once
-// when there are no active peers or no progress for stallAfter, every completeInterval
-// once complete. It does no I/O and is given the time.
+// schedule decides when a torrent announces: at once, then after fastStart, doubling
+// the gap until it reaches the interval, then every interval while downloading; at
+// once (at most every starveGap) when there are no active peers or no progress for
+// stallAfter; every completeInterval once complete. It does no I/O and is given the
+// time.
 type schedule struct {
 	interval     time.Duration
-	next         time.Time // zero: now
+	gap          time.Duration // fast-start gap, doubled per announce until interval
+	next         time.Time     // zero: now
+	last         time.Time     // last announce; zero: none yet
 	progress     int64
 	lastProgress time.Time
 	starving     bool
 }
 
 func newSchedule(now time.Time, progress int64) *schedule {
-	return &schedule{interval: defaultInterval, progress: progress, lastProgress: now}
+	return &schedule{interval: defaultInterval, gap: fastStart, progress: progress, lastProgress: now}
 }
 
 // due reports whether to announce now, given the torrent's state.
@@ -133,7 +142,8 @@ func (s *schedule) due(now time.Time, complete bool, activePeers int, progress i
 	if progress != s.progress {
 		s.progress, s.lastProgress = progress, now
 	}
-	s.starving = !complete && (activePeers == 0 || now.Sub(s.lastProgress) >= stallAfter)
+	s.starving = !complete && (activePeers == 0 || now.Sub(s.lastProgress) >= stallAfter) &&
+		(s.last.IsZero() || now.Sub(s.last) >= starveGap)
 	return s.starving || !now.Before(s.next)
 }
 
@@ -142,7 +152,13 @@ func (s *schedule) announced(now time.Time, complete bool, interval time.Duratio
 	if interval > 0 {
 		s.interval = interval
 	}
-	s.next = now.Add(s.interval)
+	s.last = now
+	wait := s.interval
+	if s.gap > 0 && s.gap < s.interval {
+		wait = s.gap
+		s.gap *= 2
+	}
+	s.next = now.Add(wait)
 	if complete {
 		s.next = now.Add(completeInterval)
 	}

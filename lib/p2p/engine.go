@@ -151,6 +151,11 @@ func (e *Engine) clientConfig(peerID []byte) *torrent.ClientConfig {
 	// to ListenIP instead.
 	cc.DialForPeerConns = false
 	cc.DialRateLimiter = rate.NewLimiter(rate.Inf, 0)
+	// The library refuses every incoming connection from a /24 for 15 minutes after one
+	// failed handshake from any address in it (a peer that dropped the torrent, a
+	// duplicate connection closed early): in a cluster on one subnet that cuts a host
+	// off from every peer that did not dial first.
+	cc.DisableAcceptRateLimiting = true
 	// A finite upload limiter stalls transfers in v1.61.0 and caps request sizes.
 	cc.UploadRateLimiter = rate.NewLimiter(rate.Inf, 0)
 	cc.EstablishedConnsPerTorrent = e.cfg.MaxConnsPerTorrent

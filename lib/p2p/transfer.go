@@ -13,8 +13,13 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// readahead is how far past a reader's position pieces are prioritised.
-const readahead = 32 << 20
+// readahead is how far past a reader's position pieces are prioritised: just the next
+// piece or so. Every agent of a flash crowd reads the blob from its start; a long
+// readahead (it was 32 MiB) made them all ask the origin for the same pieces at once,
+// with little left to trade. Past the readahead the library fetches the rarest pieces
+// first, in a random order of its own per torrent, so agents fetch different pieces and
+// trade them; the reader catches up from local storage.
+const readahead = 1 << 20
 
 // active is a blob's torrent in the client.
 type active struct {
