@@ -569,7 +569,7 @@ func TestLargeBlobThroughSwarm(t *testing.T) {
 	c.seeders = []p2p.Peer{{PeerID: seeder.PeerID(), IP: ip, Port: port, Origin: true, Complete: true}}
 	c.mu.Unlock()
 
-	a := newAgent(t, c, "127.0.0.76")
+	a := newAgent(t, c, "127.0.0.78") // its own IP: peers are told apart (and banned) by IP
 	if int64(len(data)) < a.cfg.DirectBelow {
 		t.Fatalf("blob of %d bytes is under direct_below %d", len(data), a.cfg.DirectBelow)
 	}
