@@ -6,12 +6,7 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
@@ -19,71 +14,54 @@ import (
 	"github.com/shoal-p2p/shoal/lib/blobstore"
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
 	"github.com/shoal-p2p/shoal/lib/config"
+	"github.com/shoal-p2p/shoal/lib/daemon"
 	"github.com/shoal-p2p/shoal/lib/eviction"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
-	"github.com/shoal-p2p/shoal/lib/logging"
-	"github.com/shoal-p2p/shoal/lib/metrics"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
 )
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "shoal-agent:", err)
-		os.Exit(1)
-	}
-}
+func main() { daemon.Main("agent", run) }
 
 func run(args []string) error {
 	cfg, err := loadConfig(args)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	return daemon.Run("agent", cfg.Log, func(ctx context.Context, env daemon.Env) error {
+		log, reg := env.Log, env.Metrics
+		store, err := blobstore.New(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		engine, err := p2p.New(cfg.P2P, store, log.Named("p2p"), reg.Scope.SubScope("p2p"))
+		if err != nil {
+			return err
+		}
+		defer engine.Close()
 
-	log, err := logging.New(cfg.Log, "agent")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = log.Sync() }()
-	reg, err := metrics.New("shoal_agent", time.Second)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
-
-	store, err := blobstore.New(cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	engine, err := p2p.New(cfg.P2P, store, log.Named("p2p"), reg.Scope.SubScope("p2p"))
-	if err != nil {
-		return err
-	}
-	defer engine.Close()
-
-	hc := &http.Client{Timeout: 0}
-	origins, err := originset.New(cfg.Origins, hc, log.Named("origins"), reg.Scope.SubScope("origins"))
-	if err != nil {
-		return err
-	}
-	srv := NewServer(ServerDeps{
-		Store:      store,
-		Engine:     engine,
-		Tracker:    trackerclient.New(cfg.Tracker, hc),
-		Origins:    origins,
-		BuildIndex: buildindexclient.New(cfg.BuildIndex, hc),
-	}, cfg, log, reg.Scope)
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
-	g.Go(func() error { return origins.Run(ctx) })
-	evictor := eviction.NewRunner(cfg.Eviction, store, nil, func(d digest.Digest) error {
-		return engine.Evict(d, func() error { return store.Remove(d) })
-	}, log.Named("eviction"), reg.Scope.SubScope("eviction"))
-	g.Go(func() error { return evictor.Run(ctx) })
-	return g.Wait()
+		hc := &http.Client{Timeout: 0}
+		origins, err := originset.New(cfg.Origins, hc, log.Named("origins"), reg.Scope.SubScope("origins"))
+		if err != nil {
+			return err
+		}
+		srv := NewServer(ServerDeps{
+			Store:      store,
+			Engine:     engine,
+			Tracker:    trackerclient.New(cfg.Tracker, hc),
+			Origins:    origins,
+			BuildIndex: buildindexclient.New(cfg.BuildIndex, hc),
+		}, cfg, log, reg.Scope)
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+		g.Go(func() error { return origins.Run(ctx) })
+		evictor := eviction.NewRunner(cfg.Eviction, store, nil, func(d digest.Digest) error {
+			return engine.Evict(d, func() error { return store.Remove(d) })
+		}, log.Named("eviction"), reg.Scope.SubScope("eviction"))
+		g.Go(func() error { return evictor.Run(ctx) })
+		return g.Wait()
+	})
 }
 
 func loadConfig(args []string) (Config, error) {

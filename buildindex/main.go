@@ -8,75 +8,55 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-p2p/shoal/lib/backend/driver"
 	"github.com/shoal-p2p/shoal/lib/backend/writeback"
 	"github.com/shoal-p2p/shoal/lib/config"
+	"github.com/shoal-p2p/shoal/lib/daemon"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
-	"github.com/shoal-p2p/shoal/lib/logging"
-	"github.com/shoal-p2p/shoal/lib/metrics"
 	"github.com/shoal-p2p/shoal/lib/taskqueue"
 )
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "shoal-buildindex:", err)
-		os.Exit(1)
-	}
-}
+func main() { daemon.Main("buildindex", run) }
 
 func run(args []string) error {
 	cfg, err := loadConfig(args)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	log, err := logging.New(cfg.Log, "buildindex")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = log.Sync() }()
-	reg, err := metrics.New("shoal_buildindex", time.Second)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
-
-	be, err := driver.OpenRouted(ctx, cfg.Backend, cfg.Namespaces, log.Named("backend"))
-	if err != nil {
-		return err
-	}
-
-	g, ctx := errgroup.WithContext(ctx)
-	if !cfg.Backend.ReadOnly() {
-		// Tags are acknowledged once durable here and reach the backend later, so a
-		// push goes through while the object store is away.
-		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-			return fmt.Errorf("data_dir: %w", err)
-		}
-		tasks, err := taskqueue.Open(filepath.Join(cfg.DataDir, "tasks.db"))
+	return daemon.Run("buildindex", cfg.Log, func(ctx context.Context, env daemon.Env) error {
+		log, reg := env.Log, env.Metrics
+		be, err := driver.OpenRouted(ctx, cfg.Backend, cfg.Namespaces, log.Named("backend"))
 		if err != nil {
 			return err
 		}
-		defer tasks.Close()
-		wb, err := writeback.New(be, filepath.Join(cfg.DataDir, "pending"), tasks, log.Named("writeback"), reg.Scope.SubScope("writeback"))
-		if err != nil {
-			return err
+
+		g, ctx := errgroup.WithContext(ctx)
+		if !cfg.Backend.ReadOnly() {
+			// Tags are acknowledged once durable here and reach the backend later, so a
+			// push goes through while the object store is away.
+			if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+				return fmt.Errorf("data_dir: %w", err)
+			}
+			tasks, err := taskqueue.Open(filepath.Join(cfg.DataDir, "tasks.db"))
+			if err != nil {
+				return err
+			}
+			defer tasks.Close()
+			wb, err := writeback.New(be, filepath.Join(cfg.DataDir, "pending"), tasks, log.Named("writeback"), reg.Scope.SubScope("writeback"))
+			if err != nil {
+				return err
+			}
+			g.Go(func() error { return wb.Run(ctx) })
+			be = wb
 		}
-		g.Go(func() error { return wb.Run(ctx) })
-		be = wb
-	}
-	srv := NewServer(be, log, reg.Scope)
-	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
-	return g.Wait()
+		srv := NewServer(be, log, reg.Scope)
+		g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+		return g.Wait()
+	})
 }
 
 func loadConfig(args []string) (Config, error) {

@@ -6,14 +6,9 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"net/http"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
@@ -21,79 +16,62 @@ import (
 	"github.com/shoal-p2p/shoal/lib/backend/driver"
 	"github.com/shoal-p2p/shoal/lib/blobstore"
 	"github.com/shoal-p2p/shoal/lib/config"
+	"github.com/shoal-p2p/shoal/lib/daemon"
 	"github.com/shoal-p2p/shoal/lib/eviction"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
-	"github.com/shoal-p2p/shoal/lib/logging"
-	"github.com/shoal-p2p/shoal/lib/metrics"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/taskqueue"
 )
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "shoal-origin:", err)
-		os.Exit(1)
-	}
-}
+func main() { daemon.Main("origin", run) }
 
 func run(args []string) error {
 	cfg, err := loadConfig(args)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	log, err := logging.New(cfg.Log, "origin")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = log.Sync() }()
-	reg, err := metrics.New("shoal_origin", time.Second)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
-
-	be, err := driver.OpenRouted(ctx, cfg.Backend, cfg.Namespaces, log.Named("backend"))
-	if err != nil {
-		return err
-	}
-	store, err := blobstore.New(cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	engine, err := p2p.New(cfg.P2P, store, log.Named("p2p"), reg.Scope.SubScope("p2p"))
-	if err != nil {
-		return err
-	}
-	defer engine.Close()
-
-	tasks, err := taskqueue.Open(filepath.Join(cfg.DataDir, "tasks.db"))
-	if err != nil {
-		return err
-	}
-	defer tasks.Close()
-
-	g, ctx := errgroup.WithContext(ctx)
-	var cluster Cluster
-	if cfg.clustered() {
-		set, err := originset.New(cfg.Cluster, &http.Client{}, log.Named("cluster"), reg.Scope.SubScope("cluster"))
+	return daemon.Run("origin", cfg.Log, func(ctx context.Context, env daemon.Env) error {
+		log, reg := env.Log, env.Metrics
+		be, err := driver.OpenRouted(ctx, cfg.Backend, cfg.Namespaces, log.Named("backend"))
 		if err != nil {
 			return err
 		}
-		cluster = Cluster{Set: set, Self: strings.TrimRight(cfg.Advertise, "/")}
-		g.Go(func() error { return set.Run(ctx) })
-	}
-	srv := NewServer(store, be, engine, tasks, cluster, log, reg.Scope)
-	g.Go(func() error { return srv.Run(ctx) })
-	evictor := eviction.NewRunner(cfg.Eviction, store, tasks.Pinned, func(d digest.Digest) error {
-		return engine.Evict(d, func() error { return store.Remove(d) })
-	}, log.Named("eviction"), reg.Scope.SubScope("eviction"))
-	g.Go(func() error { return evictor.Run(ctx) })
-	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
-	return g.Wait()
+		store, err := blobstore.New(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		engine, err := p2p.New(cfg.P2P, store, log.Named("p2p"), reg.Scope.SubScope("p2p"))
+		if err != nil {
+			return err
+		}
+		defer engine.Close()
+
+		tasks, err := taskqueue.Open(filepath.Join(cfg.DataDir, "tasks.db"))
+		if err != nil {
+			return err
+		}
+		defer tasks.Close()
+
+		g, ctx := errgroup.WithContext(ctx)
+		var cluster Cluster
+		if cfg.clustered() {
+			set, err := originset.New(cfg.Cluster, &http.Client{}, log.Named("cluster"), reg.Scope.SubScope("cluster"))
+			if err != nil {
+				return err
+			}
+			cluster = Cluster{Set: set, Self: strings.TrimRight(cfg.Advertise, "/")}
+			g.Go(func() error { return set.Run(ctx) })
+		}
+		srv := NewServer(store, be, engine, tasks, cluster, log, reg.Scope)
+		g.Go(func() error { return srv.Run(ctx) })
+		evictor := eviction.NewRunner(cfg.Eviction, store, tasks.Pinned, func(d digest.Digest) error {
+			return engine.Evict(d, func() error { return store.Remove(d) })
+		}, log.Named("eviction"), reg.Scope.SubScope("eviction"))
+		g.Go(func() error { return evictor.Run(ctx) })
+		g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+		return g.Wait()
+	})
 }
 
 func loadConfig(args []string) (Config, error) {

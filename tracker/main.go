@@ -7,83 +7,63 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"net/http"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
-	"syscall"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-p2p/shoal/lib/config"
+	"github.com/shoal-p2p/shoal/lib/daemon"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
-	"github.com/shoal-p2p/shoal/lib/logging"
-	"github.com/shoal-p2p/shoal/lib/metrics"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/peerstore"
 )
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "shoal-tracker:", err)
-		os.Exit(1)
-	}
-}
+func main() { daemon.Main("tracker", run) }
 
 func run(args []string) error {
 	cfg, err := loadConfig(args)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	return daemon.Run("tracker", cfg.Log, func(ctx context.Context, env daemon.Env) error {
+		log, reg := env.Log, env.Metrics
+		// The tracker's live heap is small (peers and metainfo) and every announce
+		// allocates a little, so the default GOGC=100 collects very often: GC was ~10% of
+		// its CPU at 20,000 announces/s (docs/BENCHMARKS.md). GOGC overrides this.
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(400)
+		}
+		// SHOAL_CPUPROFILE names a file to write a CPU profile of the whole run into
+		// (test/perf/tracker uses it; go tool pprof reads it).
+		if path := os.Getenv("SHOAL_CPUPROFILE"); path != "" {
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
 
-	log, err := logging.New(cfg.Log, "tracker")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = log.Sync() }()
-	// The tracker's live heap is small (peers and metainfo) and every announce
-	// allocates a little, so the default GOGC=100 collects very often: GC was ~10% of
-	// its CPU at 20,000 announces/s (docs/BENCHMARKS.md). GOGC overrides this.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
-	// SHOAL_CPUPROFILE names a file to write a CPU profile of the whole run into
-	// (test/perf/tracker uses it; go tool pprof reads it).
-	if path := os.Getenv("SHOAL_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
+		hc := &http.Client{Timeout: 0} // each call is bounded by its context
+		origins, err := originset.New(cfg.Origins, hc, log.Named("origins"), reg.Scope.SubScope("origins"))
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
-	reg, err := metrics.New("shoal_tracker", time.Second)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
+		store := peerstore.New(cfg.PeerTTL, cfg.SeederInterval+cfg.PeerTTL, cfg.MaxPeers)
 
-	hc := &http.Client{Timeout: 0} // each call is bounded by its context
-	origins, err := originset.New(cfg.Origins, hc, log.Named("origins"), reg.Scope.SubScope("origins"))
-	if err != nil {
-		return err
-	}
-	store := peerstore.New(cfg.PeerTTL, cfg.SeederInterval+cfg.PeerTTL, cfg.MaxPeers)
-
-	srv := NewServer(cfg, origins, store, log, reg.Scope)
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
-	g.Go(func() error { return srv.ExpireLoop(ctx, cfg.PeerTTL) })
-	g.Go(func() error { return origins.Run(ctx) })
-	return g.Wait()
+		srv := NewServer(cfg, origins, store, log, reg.Scope)
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+		g.Go(func() error { return srv.ExpireLoop(ctx, cfg.PeerTTL) })
+		g.Go(func() error { return origins.Run(ctx) })
+		return g.Wait()
+	})
 }
 
 func loadConfig(args []string) (Config, error) {
