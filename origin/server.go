@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +24,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/blobstore"
 	"github.com/shoal-p2p/shoal/lib/hashring"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
+	"github.com/shoal-p2p/shoal/lib/metainfo"
 	"github.com/shoal-p2p/shoal/lib/originclient"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
@@ -36,6 +39,9 @@ type Server struct {
 	log     *zap.Logger
 	scope   tally.Scope
 	fetches singleflight.Group
+	fillOps singleflight.Group // starts of fills, by digest
+	fillMu  sync.Mutex
+	fills   map[digest.Digest]*p2p.Transfer // fills from the backend still running
 	tasks   *taskqueue.Queue
 	runner  *taskqueue.Runner
 	cluster Cluster
@@ -58,7 +64,8 @@ const (
 // NewServer wires the origin API. tasks is the durable queue of write-backs; Run
 // works it off.
 func NewServer(store *blobstore.Store, be backend.Backend, engine *p2p.Engine, tasks *taskqueue.Queue, cluster Cluster, log *zap.Logger, scope tally.Scope) *Server {
-	s := &Server{store: store, backend: be, engine: engine, tasks: tasks, cluster: cluster, log: log, scope: scope}
+	s := &Server{store: store, backend: be, engine: engine, tasks: tasks, cluster: cluster, log: log, scope: scope,
+		fills: map[digest.Digest]*p2p.Transfer{}}
 	s.runner = taskqueue.NewRunner(tasks, s.runTask, 4, time.Second, log.Named("tasks"), scope.SubScope("tasks"))
 	return s
 }
@@ -236,21 +243,36 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
 }
 
 // getMetainfo answers the torrent info of d and starts seeding it: the tracker asks
-// for metainfo exactly when a swarm for d is forming.
+// for metainfo exactly when a swarm for d is forming. On a miss with the info's sidecar
+// in the backend, it answers as soon as the fill from the backend has started: the
+// engine seeds pieces as they land.
 func (s *Server) getMetainfo(w http.ResponseWriter, r *http.Request) error {
 	d, err := parseDigest(chi.URLParam(r, "digest"))
 	if err != nil {
 		return err
 	}
-	if err := s.ensureLocal(r.Context(), d); err != nil {
-		return err
+	filling := false
+	if _, err := s.store.Stat(d); errors.Is(err, blobstore.ErrNotFound) {
+		tr, err := s.fill(r.Context(), d)
+		if err != nil {
+			return err
+		}
+		// A fill that already failed leaves the miss to ensureLocal's whole fetch.
+		filling = tr != nil && !fillFailed(tr)
+	}
+	if !filling {
+		if err := s.ensureLocal(r.Context(), d); err != nil {
+			return err
+		}
 	}
 	info, err := s.store.Info(d)
 	if err != nil {
 		return err
 	}
-	if err := s.engine.Seed(d, info); err != nil {
-		return err
+	if !filling {
+		if err := s.engine.Seed(d, info); err != nil {
+			return err
+		}
 	}
 	w.Header().Set("Content-Type", "application/x-bittorrent")
 	w.Header().Set("Content-Length", strconv.Itoa(len(info)))
@@ -279,7 +301,23 @@ func (s *Server) ensureLocal(ctx context.Context, d digest.Digest) error {
 	return err
 }
 
+// fetch brings d from the backend into the store: through a fill (seeding as it
+// goes) if the backend holds d's info, else by downloading and hashing it whole.
 func (s *Server) fetch(ctx context.Context, d digest.Digest) error {
+	tr, err := s.fill(ctx, d)
+	if err != nil {
+		return err
+	}
+	if tr != nil {
+		<-tr.Done()
+		if err := tr.Err(); err == nil {
+			return nil
+		} else if _, serr := s.store.Stat(d); serr == nil {
+			return nil
+		} else {
+			s.log.Warn("fill from backend failed; fetching the blob whole", zap.Stringer("digest", d), zap.Error(err))
+		}
+	}
 	name := backend.BlobName(d)
 	if _, err := s.backend.Stat(ctx, name); err != nil {
 		if !errors.Is(err, backend.ErrNotFound) {
@@ -290,7 +328,7 @@ func (s *Server) fetch(ctx context.Context, d digest.Digest) error {
 	start := time.Now()
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(s.backend.Download(ctx, name, pw)) }()
-	_, err := s.store.Ingest(d, pr)
+	_, err = s.store.Ingest(d, pr)
 	pr.CloseWithError(err)
 	if errors.Is(err, blobstore.ErrDigestMismatch) {
 		return fmt.Errorf("origin fetch %s from backend: %w: %w", d, errBackendCorrupt, err)
@@ -301,6 +339,110 @@ func (s *Server) fetch(ctx context.Context, d digest.Digest) error {
 	s.scope.Counter("backend_fetches").Inc(1)
 	s.log.Info("fetched from backend", zap.Stringer("digest", d), zap.Duration("took", time.Since(start)))
 	return nil
+}
+
+// fill returns the running fill of d from the backend, starting one if the backend
+// holds d's info sidecar; nil (and no error) if it does not, or the sidecar is not
+// usable: the caller fetches the blob whole.
+func (s *Server) fill(ctx context.Context, d digest.Digest) (*p2p.Transfer, error) {
+	v, err, _ := s.fillOps.Do(d.String(), func() (any, error) {
+		s.fillMu.Lock()
+		running := s.fills[d]
+		s.fillMu.Unlock()
+		if running != nil {
+			return running, nil
+		}
+		// Detached from the request: the fill outlives it.
+		tr, err := s.startFill(context.WithoutCancel(ctx), d)
+		if err != nil || tr == nil {
+			return (*p2p.Transfer)(nil), err
+		}
+		s.fillMu.Lock()
+		s.fills[d] = tr
+		s.fillMu.Unlock()
+		go func() {
+			<-tr.Done()
+			s.fillMu.Lock()
+			delete(s.fills, d)
+			s.fillMu.Unlock()
+		}()
+		return tr, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*p2p.Transfer), nil
+}
+
+func fillFailed(tr *p2p.Transfer) bool {
+	select {
+	case <-tr.Done():
+		return tr.Err() != nil
+	default:
+		return false
+	}
+}
+
+// maxInfoSize bounds an info sidecar: ~100 KiB for 20 GB at 4 MiB pieces.
+const maxInfoSize = 16 << 20
+
+// startFill reads d's info sidecar from the backend and, if it names d, starts
+// downloading the blob into the engine, which verifies and seeds each piece as it lands.
+func (s *Server) startFill(ctx context.Context, d digest.Digest) (*p2p.Transfer, error) {
+	var buf bytes.Buffer
+	if err := s.backend.Download(ctx, backend.BlobInfoName(d), &limitedWriter{w: &buf, n: maxInfoSize}); err != nil {
+		if !errors.Is(err, backend.ErrNotFound) {
+			s.log.Warn("reading info sidecar failed", zap.Stringer("digest", d), zap.Error(err))
+		}
+		return nil, nil
+	}
+	info := buf.Bytes()
+	res, err := metainfo.ResultOf(info)
+	if err != nil || res.Digest != d {
+		s.log.Warn("ignoring an info sidecar that does not describe its blob", zap.Stringer("digest", d),
+			zap.Stringer("names", res.Digest), zap.Error(err))
+		return nil, nil
+	}
+	if err := s.store.PutInfo(d, info); err != nil {
+		return nil, fmt.Errorf("origin fill %s: %w", d, err)
+	}
+	pr, pw := io.Pipe()
+	tr, err := s.engine.SeedFrom(d, info, pr)
+	if err != nil {
+		pr.Close()
+		return nil, fmt.Errorf("origin fill %s: %w", d, err)
+	}
+	start := time.Now()
+	go func() { pw.CloseWithError(s.backend.Download(ctx, backend.BlobName(d), pw)) }()
+	go func() {
+		<-tr.Done()
+		err := tr.Err()
+		pr.CloseWithError(cmp.Or(err, io.ErrClosedPipe)) // ends the download if cut short
+		if err != nil {
+			s.log.Warn("fill from backend failed", zap.Stringer("digest", d), zap.Error(err))
+			return
+		}
+		// Every blob read from the backend counts in backend_fetches; backend_fills are
+		// those that were seeded while they arrived.
+		s.scope.Counter("backend_fetches").Inc(1)
+		s.scope.Counter("backend_fills").Inc(1)
+		s.log.Info("filled from backend", zap.Stringer("digest", d), zap.Duration("took", time.Since(start)))
+	}()
+	return tr, nil
+}
+
+// limitedWriter fails once more than n bytes were written.
+type limitedWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.n {
+		return 0, fmt.Errorf("object larger than %d bytes", maxInfoSize)
+	}
+	l.n -= int64(len(p))
+	return l.w.Write(p)
 }
 
 // commitTasks is the durable work a commit of d owes: the write-back, and a copy on
@@ -393,21 +535,33 @@ func (s *Server) replicate(ctx context.Context, d digest.Digest, target string) 
 	return nil
 }
 
-// writeBack copies d to the backend unless it is there already.
+// writeBack copies d to the backend unless it is there already, then its torrent info
+// as a sidecar (BlobInfoName): an origin missing d later answers metainfo from it at
+// once and seeds while it downloads the blob.
 func (s *Server) writeBack(ctx context.Context, d digest.Digest) error {
 	name := backend.BlobName(d)
-	if _, err := s.backend.Stat(ctx, name); err == nil {
+	if _, err := s.backend.Stat(ctx, name); err != nil {
+		f, err := s.store.Open(d)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := s.backend.Upload(ctx, name, f); err != nil {
+			return fmt.Errorf("origin write-back %s: %w", d, err)
+		}
+		s.scope.Counter("backend_writebacks").Inc(1)
+	}
+	infoName := backend.BlobInfoName(d)
+	if _, err := s.backend.Stat(ctx, infoName); err == nil {
 		return nil
 	}
-	f, err := s.store.Open(d)
+	info, err := s.store.Info(d)
 	if err != nil {
-		return err
+		return fmt.Errorf("origin write-back %s info: %w", d, err)
 	}
-	defer f.Close()
-	if err := s.backend.Upload(ctx, name, f); err != nil {
-		return fmt.Errorf("origin write-back %s: %w", d, err)
+	if err := s.backend.Upload(ctx, infoName, bytes.NewReader(info)); err != nil {
+		return fmt.Errorf("origin write-back %s info: %w", d, err)
 	}
-	s.scope.Counter("backend_writebacks").Inc(1)
 	return nil
 }
 

@@ -53,6 +53,13 @@ type testOrigin struct {
 
 func newOrigin(t *testing.T) *testOrigin {
 	t.Helper()
+	return newOriginWith(t, nil)
+}
+
+// newOriginWith is newOrigin with the server's backend wrap(filesystem backend), if
+// wrap is given; testOrigin.be stays the filesystem backend underneath.
+func newOriginWith(t *testing.T, wrap func(backend.Backend) backend.Backend) *testOrigin {
+	t.Helper()
 	store, err := blobstore.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +84,11 @@ func newOrigin(t *testing.T) *testOrigin {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tasks.Close() })
-	srv := NewServer(store, be, engine, tasks, Cluster{}, log, tally.NoopScope)
+	var sbe backend.Backend = be
+	if wrap != nil {
+		sbe = wrap(be)
+	}
+	srv := NewServer(store, sbe, engine, tasks, Cluster{}, log, tally.NoopScope)
 	ts := httptest.NewServer(srv.Handler(nil))
 	t.Cleanup(ts.Close) // runs before engine.Close
 	return &testOrigin{

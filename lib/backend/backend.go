@@ -8,6 +8,7 @@
 //	docker/registry/v2/
 //	  blobs/
 //	    sha256/<first 2 hex>/<hex>/data                  blob bytes (BlobName)
+//	    sha256/<first 2 hex>/<hex>/shoal-metainfo        its torrent info (BlobInfoName)
 //	  repositories/<repo>/                               <repo> may hold slashes
 //	    _manifests/tags/<tag>/current/link               "sha256:<hex>" (TagName)
 //
@@ -98,6 +99,13 @@ func BlobName(d digest.Digest) string {
 		first = first[:2]
 	}
 	return "docker/registry/v2/blobs/" + string(d.Algorithm()) + "/" + first + "/" + hex + "/data"
+}
+
+// BlobInfoName is the object holding the bencoded torrent info of blob d, a sidecar
+// next to BlobName(d) (a registry sharing the bucket ignores it). With it an origin that
+// misses d can answer metainfo and seed pieces while the blob still downloads.
+func BlobInfoName(d digest.Digest) string {
+	return strings.TrimSuffix(BlobName(d), "data") + "shoal-metainfo"
 }
 
 // ParseBlobName is the inverse of BlobName: it reports whether name is a blob's data

@@ -15,6 +15,18 @@ func TestBlobName(t *testing.T) {
 	}
 }
 
+func TestBlobInfoName(t *testing.T) {
+	t.Parallel()
+	d := digest.FromString("hello")
+	want := "docker/registry/v2/blobs/sha256/" + d.Encoded()[:2] + "/" + d.Encoded() + "/shoal-metainfo"
+	if got := BlobInfoName(d); got != want {
+		t.Fatalf("BlobInfoName = %q, want %q", got, want)
+	}
+	if _, ok := ParseBlobName(BlobInfoName(d)); ok {
+		t.Fatal("ParseBlobName takes the info sidecar for a blob")
+	}
+}
+
 func TestTagName(t *testing.T) {
 	t.Parallel()
 	got := TagName("library/busybox", "1.36")

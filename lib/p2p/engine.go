@@ -206,7 +206,7 @@ func (e *Engine) Seed(d digest.Digest, infoBytes []byte) error {
 	if res.Size == 0 {
 		return nil // nothing to share
 	}
-	if _, err := e.add(res, nil); err != nil {
+	if _, _, err := e.add(res, nil, false); err != nil {
 		return fmt.Errorf("p2p seed %s: %w", d, err)
 	}
 	return nil
@@ -236,7 +236,7 @@ func (e *Engine) Fetch(ctx context.Context, d digest.Digest, infoBytes []byte, s
 			return nil, fmt.Errorf("p2p fetch %s: %w", d, err)
 		}
 	}
-	a, err := e.add(res, src)
+	a, _, err := e.add(res, src, true)
 	if err != nil {
 		return nil, fmt.Errorf("p2p fetch %s: %w", d, err)
 	}
@@ -265,13 +265,14 @@ func checkInfo(d digest.Digest, infoBytes []byte) (metainfo.Result, error) {
 	return res, nil
 }
 
-// add returns the active torrent of res's blob, adding it to the client if needed, and
-// starts its announce loop if src is given and none runs yet.
-func (e *Engine) add(res metainfo.Result, src PeerSource) (*active, error) {
+// add returns the active torrent of res's blob, adding it to the client if needed
+// (opened reports that), starts its announce loop if src is given and none runs yet,
+// and, if download, asks the client to download every piece from peers.
+func (e *Engine) add(res metainfo.Result, src PeerSource, download bool) (a *active, opened bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
 	a, ok := e.transfers[res.Digest]
 	if ok && a.failed() {
@@ -279,26 +280,30 @@ func (e *Engine) add(res metainfo.Result, src PeerSource) (*active, error) {
 		ok = false
 	}
 	if ok && a.ih != res.InfoHash {
-		return nil, fmt.Errorf("another torrent (%x) of the blob is active", a.ih)
+		return nil, false, fmt.Errorf("another torrent (%x) of the blob is active", a.ih)
 	}
 	if !ok {
-		var err error
 		if a, err = e.open(res); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		e.transfers[res.Digest] = a
 		e.m.active.Update(float64(len(e.transfers)))
 	}
 	a.touch(time.Now())
+	if download && !a.downloading {
+		a.downloading = true
+		a.t.DownloadAll()
+	}
 	if src != nil && !a.announcing {
 		a.announcing = true
 		e.wg.Add(1)
 		go e.announceLoop(a, src)
 	}
-	return a, nil
+	return a, !ok, nil
 }
 
 // open adds the torrent to the client, whose storage opens the blob or its partial file.
+// No piece is wanted from peers until add asks for them.
 func (e *Engine) open(res metainfo.Result) (*active, error) {
 	t, isNew := e.client.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  res.InfoHash,
@@ -314,7 +319,6 @@ func (e *Engine) open(res metainfo.Result) (*active, error) {
 		t.Drop()
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
-	t.DownloadAll()
 	return &active{d: res.Digest, ih: res.InfoHash, length: res.Size, t: t, ct: ct, stop: make(chan struct{})}, nil
 }
 

@@ -29,11 +29,12 @@ type active struct {
 	t      *torrent.Torrent // nil for the empty blob
 	ct     *casTorrent
 
-	stop       chan struct{} // closed when dropped: ends the announce loop
-	stopOnce   sync.Once
-	announcing bool // guarded by Engine.mu
-	readers    atomic.Int32
-	used       atomic.Int64 // unix nanoseconds of the last use
+	stop        chan struct{} // closed when dropped: ends the announce loop
+	stopOnce    sync.Once
+	announcing  bool // guarded by Engine.mu
+	downloading bool // DownloadAll was called; guarded by Engine.mu
+	readers     atomic.Int32
+	used        atomic.Int64 // unix nanoseconds of the last use
 }
 
 func (a *active) halt() { a.stopOnce.Do(func() { close(a.stop) }) }
