@@ -64,10 +64,7 @@ func newOriginWith(t *testing.T, wrap func(backend.Backend) backend.Backend) *te
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := filesystem.New(filesystem.Config{Root: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	be := newFS(t)
 	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()),
 		zapcore.Lock(os.Stderr), zap.WarnLevel))
 	engine, err := p2p.New(p2p.Config{ListenIP: "127.0.0.1"}, store, log.Named("p2p"), tally.NoopScope)
@@ -131,7 +128,12 @@ func (o *testOrigin) download(t *testing.T, d digest.Digest) []byte {
 // upload pushes data in one chunk and commits it.
 func (o *testOrigin) upload(t *testing.T, data []byte) digest.Digest {
 	t.Helper()
-	ctx := t.Context()
+	return o.uploadIn(t.Context(), t, data)
+}
+
+// uploadIn uploads data with ctx's values (e.g. a namespace hint) on every request.
+func (o *testOrigin) uploadIn(ctx context.Context, t *testing.T, data []byte) digest.Digest {
+	t.Helper()
 	id, err := o.c.StartUpload(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -777,45 +779,18 @@ func TestCommitReplicatesToOtherOwner(t *testing.T) {
 // With backends routed per namespace, a blob pushed to library/* is written back to
 // the library backend, and a miss for it is fetched from there.
 func TestWriteBackFollowsNamespace(t *testing.T) {
-	libBE, defBE := newFS(t), newFS(t)
-	be := router.New([]router.Route{{Match: regexp.MustCompile(`^library/`), Backend: libBE}}, defBE)
-	store, err := blobstore.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := p2p.New(p2p.Config{ListenIP: "127.0.0.1"}, store, zap.NewNop(), tally.NoopScope)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tasks, err := taskqueue.Open(filepath.Join(t.TempDir(), "tasks.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(store, be, engine, tasks, Cluster{}, zap.NewNop(), tally.NoopScope)
-	ts := httptest.NewServer(srv.Handler(nil))
-	t.Cleanup(func() { ts.Close(); engine.Close(); tasks.Close() })
-
-	data := randomBytes(64<<10, 5)
-	d := digest.FromBytes(data)
-	ctx := backend.WithNamespace(t.Context(), "library/busybox")
-	c := originclient.New(ts.URL, ts.Client())
-	id, err := c.StartUpload(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.AppendUpload(ctx, id, 0, bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.CommitUpload(ctx, id, d); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.runner.RunDue(t.Context()); err != nil {
+	libBE := newFS(t)
+	o := newOriginWith(t, func(def backend.Backend) backend.Backend {
+		return router.New([]router.Route{{Match: regexp.MustCompile(`^library/`), Backend: libBE}}, def)
+	})
+	d := o.uploadIn(backend.WithNamespace(t.Context(), "library/busybox"), t, randomBytes(64<<10, 5))
+	if err := o.srv.runner.RunDue(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := libBE.Stat(t.Context(), backend.BlobName(d)); err != nil {
 		t.Fatalf("library backend lacks the blob: %v", err)
 	}
-	if _, err := defBE.Stat(t.Context(), backend.BlobName(d)); !errors.Is(err, backend.ErrNotFound) {
+	if _, err := o.be.Stat(t.Context(), backend.BlobName(d)); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("default backend got the library blob: %v", err)
 	}
 }
