@@ -63,7 +63,8 @@ func (s *Server) Handler(metrics http.Handler) http.Handler {
 }
 
 // blobSource serves blobs from the local cache, fetching misses: small ones over HTTP
-// from the origins, the rest through the swarm, streamed from verified pieces.
+// from the origins, the rest through the swarm, streamed from verified pieces (the
+// first piece from an origin, see headFirstReader).
 type blobSource struct {
 	store       *blobstore.Store
 	engine      *p2p.Engine
@@ -111,7 +112,7 @@ func (b *blobSource) Open(ctx context.Context, d digest.Digest) (io.ReadSeekClos
 	if err != nil {
 		return nil, 0, fmt.Errorf("agent fetch %s: %w", d, err)
 	}
-	return t.NewReader(), t.Length(), nil
+	return newHeadFirstReader(ctx, d, t, info.pieceLength, b.origins, b.log, b.scope.Counter("head_bytes")), t.Length(), nil
 }
 
 func (b *blobSource) openCached(d digest.Digest) (io.ReadSeekCloser, int64, error) {
@@ -157,8 +158,9 @@ func (b *blobSource) fetchDirect(ctx context.Context, d digest.Digest) error {
 }
 
 type blobInfo struct {
-	raw    []byte
-	length int64
+	raw         []byte
+	length      int64
+	pieceLength int64
 }
 
 // info returns d's torrent metainfo: from the cache, else from the tracker (then kept).
@@ -178,13 +180,14 @@ func (b *blobSource) info(ctx context.Context, d digest.Digest) (blobInfo, error
 	if got, err := metainfo.DigestOf(info); err != nil || got != d {
 		return blobInfo{}, fmt.Errorf("agent metainfo %s: names another blob (%s)", d, got)
 	}
+	bi := blobInfo{raw: raw, length: info.TotalLength(), pieceLength: info.PieceLength}
 	if cached {
-		return blobInfo{raw: raw, length: info.TotalLength()}, nil
+		return bi, nil
 	}
 	if err := b.store.PutInfo(d, raw); err != nil {
 		b.log.Warn("keep metainfo", zap.Stringer("digest", d), zap.Error(err))
 	}
-	return blobInfo{raw: raw, length: info.TotalLength()}, nil
+	return bi, nil
 }
 
 // mapNotFound turns the clients' misses into the registry's, so the API answers

@@ -52,6 +52,9 @@ type cluster struct {
 	tags    map[string]digest.Digest // "repo:tag"
 	seeders []p2p.Peer
 	hits    map[string]int
+	// originDown makes the origin's HTTP blob GETs fail with 503 (its P2P seeder is
+	// another matter).
+	originDown bool
 
 	tracker, buildIndex, origin *httptest.Server
 }
@@ -113,6 +116,16 @@ func newCluster(t *testing.T) *cluster {
 	or := http.NewServeMux()
 	or.HandleFunc("GET /blobs/{digest}", func(w http.ResponseWriter, r *http.Request) {
 		c.hit("origin " + r.Method + " blob")
+		if rg := r.Header.Get("Range"); rg != "" {
+			c.hit("origin " + r.Method + " blob " + rg)
+		}
+		c.mu.Lock()
+		down := c.originDown
+		c.mu.Unlock()
+		if down {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
 		b, ok := c.blob(digest.Digest(r.PathValue("digest")))
 		if !ok {
 			notFound(w, originclient.CodeNotFound)
@@ -549,14 +562,31 @@ func TestWritesRefused(t *testing.T) {
 }
 
 // TestLargeBlobThroughSwarm: a blob of direct_below or more comes through the swarm,
-// from a seeder the tracker hands out as an origin, never over HTTP.
+// from a seeder the tracker hands out as an origin, but for its first piece, which
+// one ranged GET from the origin serves.
 func TestLargeBlobThroughSwarm(t *testing.T) {
 	t.Parallel()
+	testLargeBlobThroughSwarm(t, false)
+}
+
+// TestLargeBlobThroughSwarmOriginHTTPDown: when the origin's HTTP GET fails, the swarm
+// serves the first piece too.
+func TestLargeBlobThroughSwarmOriginHTTPDown(t *testing.T) {
+	t.Parallel()
+	testLargeBlobThroughSwarm(t, true)
+}
+
+func testLargeBlobThroughSwarm(t *testing.T, originHTTPDown bool) {
 	c := newCluster(t)
+	c.originDown = originHTTPDown
 	data := randomBlob(2<<20+12345, 3) // three 1 MiB pieces
 	d := c.add(data)
 
-	seeder, seederStore := newEngine(t, "127.0.0.77")
+	seederIP := "127.0.0.77"
+	if originHTTPDown {
+		seederIP = "127.0.0.75"
+	}
+	seeder, seederStore := newEngine(t, seederIP)
 	res, err := seederStore.Ingest(d, bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
@@ -569,7 +599,11 @@ func TestLargeBlobThroughSwarm(t *testing.T) {
 	c.seeders = []p2p.Peer{{PeerID: seeder.PeerID(), IP: ip, Port: port, Origin: true, Complete: true}}
 	c.mu.Unlock()
 
-	a := newAgent(t, c, "127.0.0.78") // its own IP: peers are told apart (and banned) by IP
+	agentIP := "127.0.0.78"
+	if originHTTPDown {
+		agentIP = "127.0.0.79"
+	}
+	a := newAgent(t, c, agentIP) // its own IP: peers are told apart (and banned) by IP
 	if int64(len(data)) < a.cfg.DirectBelow {
 		t.Fatalf("blob of %d bytes is under direct_below %d", len(data), a.cfg.DirectBelow)
 	}
@@ -584,12 +618,22 @@ func TestLargeBlobThroughSwarm(t *testing.T) {
 	if r.status != http.StatusOK || !bytes.Equal(r.body, data) {
 		t.Fatalf("GET: %d, %d bytes, equal %v", r.status, len(r.body), bytes.Equal(r.body, data))
 	}
+	if n, head := c.count("origin GET blob"), c.count("origin GET blob bytes=0-1048575"); n != 1 || head != 1 {
+		t.Errorf("%d GETs of a large blob went to the origin over HTTP, %d of them for the first piece; want 1 and 1", n, head)
+	}
+	fromSwarm := a.engine.Stats().BytesFromOrigins
+	want := int64(len(data)) - 1<<20
+	if originHTTPDown {
+		want = int64(len(data))
+	}
+	if fromSwarm < want {
+		t.Errorf("%d bytes came through the swarm, want at least %d", fromSwarm, want)
+	}
+	// The blob may still lack its first piece from the swarm: then this range comes
+	// from the origin too.
 	r = a.do(t, http.MethodGet, path, "Range", "bytes=1048570-1048589")
 	if r.status != http.StatusPartialContent || !bytes.Equal(r.body, data[1048570:1048590]) {
 		t.Errorf("ranged GET: %d %q", r.status, r.body)
-	}
-	if n := c.count("origin GET blob"); n != 0 {
-		t.Errorf("%d GETs of a large blob went to the origin over HTTP", n)
 	}
 	if n := c.count("tracker announce"); n == 0 {
 		t.Error("no announce")

@@ -370,6 +370,24 @@ func TestOpenSeeksThroughRanges(t *testing.T) {
 		t.Fatalf("tail: %q, %v", tail, err)
 	}
 
+	head, err := o.c.ReadRange(ctx, d, 100, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = io.ReadAll(head)
+	head.Close()
+	if err != nil || !bytes.Equal(got, data[100:5100]) {
+		t.Fatalf("ReadRange: %d bytes, %v; want bytes 100-5099", len(got), err)
+	}
+	past, err := o.c.ReadRange(ctx, d, size-10, 20) // the origin sends the 10 there are
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(past); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("ReadRange past the end: %v, want io.ErrUnexpectedEOF", err)
+	}
+	past.Close()
+
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.url+"/blobs/"+d.String(), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -163,6 +163,39 @@ func (c *Client) Download(ctx context.Context, d digest.Digest, w io.Writer) err
 	return nil
 }
 
+// ReadRange returns the n bytes of blob d from offset off, as one ranged GET. The
+// caller closes the body; a body shorter than n reads io.ErrUnexpectedEOF at its end.
+func (c *Client) ReadRange(ctx context.Context, d digest.Digest, off, n int64) (io.ReadCloser, error) {
+	h := http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", off, off+n-1)}}
+	resp, err := c.do(ctx, http.MethodGet, "/blobs/"+d.String(), nil, h)
+	if err != nil {
+		return nil, fmt.Errorf("origin %s: read %s [%d, %d): %w", c.base, d, off, off+n, err)
+	}
+	if resp.StatusCode != http.StatusPartialContent && off > 0 {
+		resp.Body.Close()
+		return nil, fmt.Errorf("origin %s: read %s at %d: range ignored (%s)", c.base, d, off, resp.Status)
+	}
+	return &exactBody{r: io.LimitReader(resp.Body, n), c: resp.Body, left: n}, nil
+}
+
+// exactBody turns a body that ends early into io.ErrUnexpectedEOF.
+type exactBody struct {
+	r    io.Reader
+	c    io.Closer
+	left int64
+}
+
+func (b *exactBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	if errors.Is(err, io.EOF) && b.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (b *exactBody) Close() error { return b.c.Close() }
+
 // Metainfo returns the bencoded torrent info dictionary of blob d; the origin starts
 // seeding d as a side effect.
 func (c *Client) Metainfo(ctx context.Context, d digest.Digest) ([]byte, error) {

@@ -12,6 +12,10 @@ const (
 	DefaultChunkSize          = 256 << 10
 	DefaultMaxConnsPerTorrent = 50
 	DefaultSeedIdle           = 10 * time.Minute
+	DefaultOriginWindowPieces = 1
+	// maxOriginWindowPieces bounds origin_window_pieces: 64 pieces is 1 GiB at the
+	// largest piece length, far past any use.
+	maxOriginWindowPieces = 64
 )
 
 // Bounds of chunk_size: the BitTorrent norm, and the client's per-connection buffer
@@ -35,6 +39,14 @@ type Config struct {
 	// 1 MiB was ~12% faster in the 100 Mbit/s flash crowd of docs/BENCHMARKS.md, with
 	// less from the origin, but raised agent RSS from ~80 to ~220 MiB.
 	ChunkSize int `yaml:"chunk_size"`
+	// OriginWindowPieces is how many pieces' worth of chunk requests this host keeps
+	// outstanding at one origin; default 1. Requests queue at an origin serving a
+	// whole flash crowd: with the library's own limit (hundreds of chunks) an agent's
+	// requests waited there for seconds while other agents fetched the same pieces,
+	// and the origin sent 1.7x the blob instead of 1.25x (docs/BENCHMARKS.md). Whole
+	// pieces, because windows cut mid-piece (3, 5, 6 chunks of a 4-chunk piece) left
+	// pieces unfinished for tens of seconds and stalled the swarm.
+	OriginWindowPieces int `yaml:"origin_window_pieces"`
 	// MaxConnsPerTorrent caps established peer connections per blob; default 50.
 	// Origins serve many agents and want more (200).
 	MaxConnsPerTorrent int `yaml:"max_conns_per_torrent"`
@@ -56,6 +68,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ChunkSize != 0 && (c.ChunkSize < minChunkSize || c.ChunkSize > maxChunkSize) {
 		errs = append(errs, fmt.Errorf("chunk_size: %d out of range (use %d-%d bytes; 262144 is a good value)", c.ChunkSize, minChunkSize, maxChunkSize))
+	}
+	if c.OriginWindowPieces < 0 || c.OriginWindowPieces > maxOriginWindowPieces {
+		errs = append(errs, fmt.Errorf("origin_window_pieces: %d out of range (use 1-%d, or 0 for the default %d)", c.OriginWindowPieces, maxOriginWindowPieces, DefaultOriginWindowPieces))
 	}
 	if c.MaxConnsPerTorrent < 0 {
 		errs = append(errs, fmt.Errorf("max_conns_per_torrent: %d is negative (use e.g. 50 on agents, 200 on origins)", c.MaxConnsPerTorrent))
@@ -89,5 +104,8 @@ func (c *Config) applyDefaults() {
 	}
 	if c.SeedIdle == 0 {
 		c.SeedIdle = DefaultSeedIdle
+	}
+	if c.OriginWindowPieces == 0 {
+		c.OriginWindowPieces = DefaultOriginWindowPieces
 	}
 }

@@ -24,6 +24,9 @@ func TestConfigValidate(t *testing.T) {
 		{"huge chunk", Config{ListenIP: "10.0.0.1", ChunkSize: 4 << 20}, "chunk_size"},
 		{"conns", Config{ListenIP: "10.0.0.1", MaxConnsPerTorrent: -1}, "max_conns_per_torrent"},
 		{"idle", Config{ListenIP: "10.0.0.1", SeedIdle: -time.Second}, "seed_idle"},
+		{"window", Config{ListenIP: "10.0.0.1", OriginWindowPieces: 2}, ""},
+		{"negative window", Config{ListenIP: "10.0.0.1", OriginWindowPieces: -1}, "origin_window_pieces"},
+		{"huge window", Config{ListenIP: "10.0.0.1", OriginWindowPieces: 65}, "origin_window_pieces"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -41,7 +44,7 @@ func TestConfigDefaults(t *testing.T) {
 	t.Parallel()
 	c := Config{ListenIP: "10.0.0.1"}
 	c.applyDefaults()
-	if c.ChunkSize != 256<<10 || c.MaxConnsPerTorrent != 50 || c.SeedIdle != 10*time.Minute {
+	if c.ChunkSize != 256<<10 || c.MaxConnsPerTorrent != 50 || c.SeedIdle != 10*time.Minute || c.OriginWindowPieces != 1 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }

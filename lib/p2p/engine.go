@@ -169,6 +169,7 @@ func (e *Engine) clientConfig(peerID []byte) *torrent.ClientConfig {
 	cc.PieceHashersPerTorrent = pieceHashers
 	cc.Slogger = slog.New(zapHandler{log: e.log.Named("torrent")})
 	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, e.onUsefulData)
+	cc.Callbacks.ReadExtendedHandshake = e.onExtendedHandshake
 	return cc
 }
 
@@ -370,8 +371,18 @@ func (e *Engine) dropIdle(now time.Time) {
 	}
 }
 
-// sample turns the client's cumulative counters into metric increments.
+// sample turns the client's cumulative counters into metric increments, and counts
+// the peer connections of every torrent.
 func (e *Engine) sample() {
+	e.mu.Lock()
+	conns := 0
+	for _, a := range e.transfers {
+		if a.t != nil {
+			conns += len(a.t.PeerConns())
+		}
+	}
+	e.mu.Unlock()
+	e.m.peers.Update(float64(conns))
 	cs := e.client.ConnStats()
 	if bad := e.m.sample(cs.BytesWrittenData.Int64(), cs.PiecesDirtiedBad.Int64()); bad > 0 {
 		e.log.Warn("pieces failed verification", zap.Int64("pieces", bad))
@@ -382,6 +393,24 @@ func (e *Engine) sample() {
 // received that we needed.
 func (e *Engine) onUsefulData(ev torrent.ReceivedUsefulDataEvent) {
 	e.m.downloaded(e.origins.has(ev.Peer.RemoteAddr), int64(len(ev.Message.Piece)))
+}
+
+// onExtendedHandshake caps the chunk requests we queue at an origin to whole pieces
+// (Config.OriginWindowPieces) by lowering the queue length the origin offers (reqq,
+// 1024 in this library), which the library reads after this callback. Other peers
+// keep the library's adaptive limit.
+func (e *Engine) onExtendedHandshake(pc *torrent.PeerConn, m *pp.ExtendedHandshakeMessage) {
+	if !e.origins.has(pc.RemoteAddr) {
+		return
+	}
+	info := pc.Torrent().Info()
+	if info == nil {
+		return
+	}
+	chunksPerPiece := int((info.PieceLength + int64(e.cfg.ChunkSize) - 1) / int64(e.cfg.ChunkSize))
+	if limit := e.cfg.OriginWindowPieces * chunksPerPiece; m.Reqq == 0 || m.Reqq > limit {
+		m.Reqq = limit
+	}
 }
 
 // Stats returns the engine's totals since New.

@@ -25,7 +25,7 @@ type Stats struct {
 // components pass a scope already named "p2p" (shoal_agent_p2p_bytes_downloaded).
 type metrics struct {
 	fromOrigins, fromPeers, uploaded, completed, bad tally.Counter
-	active                                           tally.Gauge
+	active, peers                                    tally.Gauge
 
 	nFromOrigins, nFromPeers, nCompleted atomic.Int64
 
@@ -45,6 +45,7 @@ func newMetrics(scope tally.Scope) *metrics {
 		completed:   scope.Counter("blobs_completed"),
 		bad:         scope.Counter("bad_pieces"),
 		active:      scope.Gauge("active_torrents"),
+		peers:       scope.Gauge("peer_connections"),
 	}
 }
 

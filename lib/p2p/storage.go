@@ -90,7 +90,8 @@ func (s *casStorage) openTorrent(info *tmeta.Info) (*casTorrent, error) {
 	if err != nil {
 		return nil, err
 	}
-	ct := &casTorrent{s: s, d: d, size: info.Length, done: make(chan struct{})}
+	ct := &casTorrent{s: s, d: d, size: info.Length, pieceLen: info.PieceLength, done: make(chan struct{})}
+	ct.changed = sync.NewCond(&ct.mu)
 	if f, err := s.store.Open(d); err == nil {
 		ct.f = f
 		ct.finish(nil, true)
@@ -110,15 +111,17 @@ func (s *casStorage) openTorrent(info *tmeta.Info) (*casTorrent, error) {
 
 // casTorrent is the storage of one blob.
 type casTorrent struct {
-	s    *casStorage
-	d    digest.Digest
-	size int64
+	s        *casStorage
+	d        digest.Digest
+	size     int64
+	pieceLen int64
 	// f is the committed blob, or the partial file (which becomes the committed blob
 	// by a rename, so f stays valid).
 	f *os.File
 
 	mu         sync.Mutex
-	have       []bool // verified pieces, until committed
+	changed    *sync.Cond // on mu: broadcast when a piece or the outcome changes
+	have       []bool     // verified pieces, until committed
 	missing    int
 	complete   bool // committed to the store: every piece is there
 	closed     bool
@@ -163,9 +166,12 @@ func (ct *casTorrent) finish(err error, complete bool) {
 	ct.once.Do(func() {
 		ct.mu.Lock()
 		ct.complete = complete
-		ct.mu.Unlock()
 		ct.err = err
 		close(ct.done)
+		if ct.changed != nil {
+			ct.changed.Broadcast()
+		}
+		ct.mu.Unlock()
 	})
 }
 
@@ -188,6 +194,7 @@ func (ct *casTorrent) setPiece(i int, ok bool) (last bool) {
 		return false
 	}
 	ct.have[i] = ok
+	ct.changed.Broadcast()
 	if ok {
 		ct.missing--
 	} else {
@@ -278,4 +285,35 @@ func (p casPiece) MarkNotComplete() error {
 // learn whether it has it.
 func (p casPiece) Completion() storage.Completion {
 	return storage.Completion{Ok: true, Complete: p.ct.pieceComplete(p.index)}
+}
+
+// waitPiece blocks until piece i is verified or the blob committed (nil), the transfer
+// ended without the blob (its error), or ctx is done. Once the last piece is verified
+// it waits for the commit too, so a reader sees every piece only of a committed blob.
+func (ct *casTorrent) waitPiece(ctx context.Context, i int) error {
+	stop := context.AfterFunc(ctx, func() {
+		ct.mu.Lock()
+		ct.changed.Broadcast()
+		ct.mu.Unlock()
+	})
+	defer stop()
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	for {
+		if ct.complete || (ct.missing > 0 && ct.have[i]) {
+			return nil
+		}
+		select {
+		case <-ct.done:
+			if ct.err != nil {
+				return ct.err
+			}
+			return ErrStopped
+		default:
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ct.changed.Wait()
+	}
 }

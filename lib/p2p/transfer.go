@@ -3,6 +3,7 @@ package p2p
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -12,14 +13,6 @@ import (
 	tmeta "github.com/anacrolix/torrent/metainfo"
 	"github.com/opencontainers/go-digest"
 )
-
-// readahead is how far past a reader's position pieces are prioritised: just the next
-// piece or so. Every agent of a flash crowd reads the blob from its start; a long
-// readahead (it was 32 MiB) made them all ask the origin for the same pieces at once,
-// with little left to trade. Past the readahead the library fetches the rarest pieces
-// first, in a random order of its own per torrent, so agents fetch different pieces and
-// trade them; the reader catches up from local storage.
-const readahead = 1 << 20
 
 // active is a blob's torrent in the client.
 type active struct {
@@ -85,48 +78,90 @@ func (t *Transfer) Err() error {
 }
 
 // NewReader returns a reader of the blob that yields only bytes of verified pieces,
-// blocking until they arrive, and prioritises the pieces ahead of it. Reads stop when
-// the ctx given to Fetch is done. A reader of a blob whose commit failed returns the
-// failure instead of io.EOF. Each reader is for one goroutine; Close it.
-func (t *Transfer) NewReader() io.ReadSeekCloser {
+// blocking until they arrive. Reads stop when the ctx given to Fetch is done. A reader
+// of a blob whose commit failed returns the failure instead of io.EOF. Each reader is
+// for one goroutine; Close it.
+//
+// Only the piece a reader starts in is fetched first (for the time to first byte);
+// the rest arrive in the swarm's order, rarest first and otherwise in a random order
+// of each host's own, and the reader catches up from disk. Raising the priority of the
+// pieces ahead of every reader, as the library's own reader does, made all agents of
+// a flash crowd ask for the same pieces at once, mostly from the origin, which then
+// sent 1.7x the blob (docs/BENCHMARKS.md).
+func (t *Transfer) NewReader() io.ReadSeekCloser { return t.newReader(true) }
+
+// NewPassiveReader is NewReader for a reader that needs no piece soon (its caller has
+// the first bytes from elsewhere): it changes no piece's priority.
+func (t *Transfer) NewPassiveReader() io.ReadSeekCloser { return t.newReader(false) }
+
+func (t *Transfer) newReader(urgent bool) io.ReadSeekCloser {
 	if t.a.t == nil {
 		return nopCloser{bytes.NewReader(nil)}
 	}
-	r := t.a.t.NewReader()
-	r.SetReadahead(readahead)
-	r.SetContext(t.ctx)
 	t.a.readers.Add(1)
-	return &reader{r: r, a: t.a}
+	return &pieceReader{a: t.a, ctx: t.ctx, prioritised: !urgent}
 }
 
-type reader struct {
-	r    torrent.Reader
-	a    *active
-	once sync.Once
+// pieceReader reads verified pieces from the blob's file as they arrive.
+type pieceReader struct {
+	a           *active
+	ctx         context.Context
+	pos         int64
+	prioritised bool // no piece (more) to raise to the top priority
+	once        sync.Once
 }
 
-func (r *reader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil {
-		if _, ferr := r.a.outcome(); ferr != nil {
-			return n, ferr
+func (r *pieceReader) Read(p []byte) (int, error) {
+	ct := r.a.ct
+	if r.pos >= ct.size {
+		if _, err := r.a.outcome(); err != nil {
+			return 0, err
 		}
+		return 0, io.EOF
+	}
+	i := int(r.pos / ct.pieceLen)
+	if !r.prioritised && !ct.pieceComplete(i) {
+		r.prioritised = true
+		r.a.t.Piece(i).SetPriority(torrent.PiecePriorityNow)
+	}
+	if err := ct.waitPiece(r.ctx, i); err != nil {
+		return 0, err
+	}
+	end := min(int64(i+1)*ct.pieceLen, ct.size)
+	if int64(len(p)) > end-r.pos {
+		p = p[:end-r.pos]
+	}
+	n, err := ct.f.ReadAt(p, r.pos)
+	r.pos += int64(n)
+	if err == io.EOF {
+		err = nil // the file is as long as the blob; n < len(p) is handled by the caller's next Read
 	}
 	return n, err
 }
 
-func (r *reader) Seek(offset int64, whence int) (int64, error) {
-	return r.r.Seek(offset, whence)
+func (r *pieceReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.pos
+	case io.SeekEnd:
+		offset += r.a.ct.size
+	default:
+		return r.pos, errors.New("p2p reader: invalid whence")
+	}
+	if offset < 0 {
+		return r.pos, errors.New("p2p reader: negative position")
+	}
+	r.pos = offset
+	return offset, nil
 }
 
-func (r *reader) Close() error {
-	var err error
+func (r *pieceReader) Close() error {
 	r.once.Do(func() {
-		err = r.r.Close()
 		r.a.touch(time.Now())
 		r.a.readers.Add(-1)
 	})
-	return err
+	return nil
 }
 
 type nopCloser struct{ io.ReadSeeker }

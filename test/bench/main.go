@@ -334,6 +334,8 @@ func run(args []string) (err error) {
 			{&ab.fromOrigins, "shoal_agent_p2p_bytes_downloaded", `source="origin"`},
 			{&ab.fromPeers, "shoal_agent_p2p_bytes_downloaded", `source="peer"`},
 			{&ab.uploaded, "shoal_agent_p2p_bytes_uploaded", ""},
+			{&ab.peers, "shoal_agent_p2p_peer_connections", ""},
+			{&ab.head, "shoal_agent_head_bytes", ""},
 		} {
 			v, err := scrape(ctx, p.httpURL+"/metrics", m.name, m.labels)
 			if err != nil {
@@ -343,6 +345,7 @@ func run(args []string) (err error) {
 			*m.dst = int64(v)
 		}
 		r.agentFromOrigins += max(ab.fromOrigins, 0)
+		r.headBytes += max(ab.head, 0)
 	}
 	logf("P2P done: all %d agents in %s", o.agents, r.p2p.all().Round(time.Millisecond))
 

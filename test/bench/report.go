@@ -64,12 +64,14 @@ type result struct {
 	agentRSS                            []int64
 	originBytes                         int64 // P2P bytes the origins uploaded (their metric); -1 = unknown
 	agentFromOrigins                    int64 // P2P bytes agents received from origins (their metric)
+	headBytes                           int64 // first-piece bytes agents read from origins over HTTP
 	agentBytes                          []agentBytes
 }
 
 // agentBytes are one agent's P2P byte counters after the P2P phase (-1 = unknown).
 type agentBytes struct {
-	fromOrigins, fromPeers, uploaded int64
+	fromOrigins, fromPeers, uploaded, head int64
+	peers                                  int64 // peer connections once every agent was done
 }
 
 // key names the scenario: a later run of the same scenario replaces its section.
@@ -232,8 +234,9 @@ func (r *result) markdown() string {
 		w("| P2P: time to first byte, median / max | %s / %s | %s |\n", secs(median(p2pTTFB)), secs(p2pTTFB[len(p2pTTFB)-1]), target)
 	}
 	if r.originBytes >= 0 {
-		w("| **bytes served by origins / blob size** | **%.2f** (agents counted %.2f from origins) | |\n",
-			float64(r.originBytes)/float64(o.blobSize), float64(r.agentFromOrigins)/float64(o.blobSize))
+		w("| **bytes served by origins / blob size** | **%.2f**: %.2f over P2P (agents counted %.2f) + %.2f of first pieces over HTTP | |\n",
+			float64(r.originBytes+r.headBytes)/float64(o.blobSize), float64(r.originBytes)/float64(o.blobSize),
+			float64(r.agentFromOrigins)/float64(o.blobSize), float64(r.headBytes)/float64(o.blobSize))
 	} else {
 		w("| bytes served by origins / blob size | unknown (metric missing) | |\n")
 	}
@@ -269,12 +272,12 @@ func (r *result) markdown() string {
 	if len(r.http) > 0 {
 		w(" HTTP first byte | HTTP done | HTTP %% of link | sha256 ok |")
 	}
-	w(" MiB from origins / peers, uploaded |")
+	w(" MiB from origins / peers, uploaded | peers connected at the end |")
 	w("\n| --- | --- | --- | --- | --- |")
 	if len(r.http) > 0 {
 		w(" --- | --- | --- | --- |")
 	}
-	w(" --- |")
+	w(" --- | --- |")
 	w("\n")
 	ok := func(f fetchResult, want string) string {
 		if f.Err != "" {
@@ -293,9 +296,9 @@ func (r *result) markdown() string {
 		}
 		if i < len(r.agentBytes) {
 			ab := r.agentBytes[i]
-			w(" %s / %s, %s |", mibN(ab.fromOrigins), mibN(ab.fromPeers), mibN(ab.uploaded))
+			w(" %s / %s, %s | %d |", mibN(ab.fromOrigins), mibN(ab.fromPeers), mibN(ab.uploaded), ab.peers)
 		} else {
-			w(" - |")
+			w(" - | - |")
 		}
 		w("\n")
 	}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/uber-go/tally/v4"
+	"go.uber.org/zap"
+
+	"github.com/shoal-p2p/shoal/lib/originclient"
+	"github.com/shoal-p2p/shoal/lib/originset"
+	"github.com/shoal-p2p/shoal/lib/p2p"
+)
+
+// headFirstReader streams a blob being fetched through the swarm: its first piece as
+// a ranged GET from an origin, so the client gets bytes at once, then the swarm's
+// verified pieces. In a cold flash crowd every agent needs the first piece at the
+// same instant and only origins have it; through the swarm it took 0.5-0.8 s
+// (docs/BENCHMARKS.md), over HTTP the first byte comes in one round trip. The origin
+// is the cluster's source of truth, as for blobs fetched whole over HTTP (direct_below),
+// and the client checks the digest of the whole blob. If the head fails, the swarm
+// serves from where it stopped, that piece first.
+type headFirstReader struct {
+	ctx     context.Context
+	d       digest.Digest
+	tx      *p2p.Transfer
+	origins *originset.Set
+	log     *zap.Logger
+	bytes   tally.Counter // head bytes read from origins
+
+	headLen  int64         // bytes served by the head: the first piece
+	pos      int64         // the client's position
+	head     io.ReadCloser // open ranged GET, at headAt; nil if none
+	headAt   int64
+	headOff  bool              // the head failed: the swarm serves the rest
+	swarm    io.ReadSeekCloser // nil until the client reads past the head
+	swarmPos int64
+}
+
+func newHeadFirstReader(ctx context.Context, d digest.Digest, tx *p2p.Transfer, headLen int64, origins *originset.Set, log *zap.Logger, head tally.Counter) *headFirstReader {
+	return &headFirstReader{ctx: ctx, d: d, tx: tx, origins: origins, log: log, bytes: head,
+		headLen: min(headLen, tx.Length())}
+}
+
+func (r *headFirstReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if !r.headOff && r.pos < r.headLen {
+		if n, ok := r.readHead(p); ok {
+			return n, nil
+		}
+	}
+	if r.swarm == nil {
+		if r.headOff {
+			r.swarm = r.tx.NewReader() // the piece the head stopped in is wanted now
+		} else {
+			r.swarm = r.tx.NewPassiveReader()
+		}
+	}
+	if r.swarmPos != r.pos {
+		if _, err := r.swarm.Seek(r.pos, io.SeekStart); err != nil {
+			return 0, err
+		}
+		r.swarmPos = r.pos
+	}
+	n, err := r.swarm.Read(p)
+	r.pos += int64(n)
+	r.swarmPos = r.pos
+	return n, err
+}
+
+// readHead reads from the origin's ranged GET, opening it at pos if needed. It
+// reports false, with nothing read, once the head has failed.
+func (r *headFirstReader) readHead(p []byte) (int, bool) {
+	if r.head != nil && r.headAt != r.pos {
+		r.closeHead()
+	}
+	if r.head == nil {
+		body, err := r.openHead()
+		if err != nil {
+			r.failHead(err)
+			return 0, false
+		}
+		r.head, r.headAt = body, r.pos
+	}
+	p = p[:min(int64(len(p)), r.headLen-r.pos)]
+	n, err := r.head.Read(p)
+	r.pos += int64(n)
+	r.headAt = r.pos
+	r.bytes.Inc(int64(n))
+	switch {
+	case r.pos >= r.headLen:
+		r.closeHead()
+	case err != nil && !errors.Is(err, io.EOF):
+		r.failHead(err)
+	case err != nil:
+		r.failHead(io.ErrUnexpectedEOF)
+	}
+	return n, n > 0 || !r.headOff
+}
+
+func (r *headFirstReader) openHead() (io.ReadCloser, error) {
+	owners := r.origins.Owners(r.d)
+	if len(owners) == 0 {
+		return nil, errors.New("no origins known")
+	}
+	var errs []error
+	for _, o := range owners {
+		body, err := o.ReadRange(r.ctx, r.d, r.pos, r.headLen-r.pos)
+		if err == nil {
+			return body, nil
+		}
+		if r.ctx.Err() != nil {
+			return nil, err
+		}
+		if !errors.Is(err, originclient.ErrNotFound) {
+			r.origins.MarkFailed(o.Addr())
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (r *headFirstReader) failHead(err error) {
+	r.closeHead()
+	r.headOff = true
+	if r.ctx.Err() == nil {
+		r.log.Warn("blob head from origin failed; the swarm serves it", zap.Stringer("digest", r.d), zap.Int64("offset", r.pos), zap.Error(err))
+	}
+}
+
+func (r *headFirstReader) closeHead() {
+	if r.head != nil {
+		r.head.Close()
+		r.head = nil
+	}
+}
+
+func (r *headFirstReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.pos
+	case io.SeekEnd:
+		offset += r.tx.Length()
+	default:
+		return r.pos, errors.New("agent blob reader: invalid whence")
+	}
+	if offset < 0 {
+		return r.pos, errors.New("agent blob reader: negative position")
+	}
+	r.pos = offset
+	return offset, nil
+}
+
+func (r *headFirstReader) Close() error {
+	r.closeHead()
+	if r.swarm != nil {
+		return r.swarm.Close()
+	}
+	return nil
+}
