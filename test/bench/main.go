@@ -57,6 +57,7 @@ type options struct {
 	origins      int
 	replicas     int // 0 = Shoal's default
 	chunkSize    int
+	originWindow int
 	out          string
 	state        string
 	bin          string
@@ -75,6 +76,7 @@ func parseFlags(args []string) (options, error) {
 	fs.Float64Var(&o.rate, "rate", 100, "link rate of every host in Mbit/s, both directions (0 = unlimited)")
 	fs.IntVar(&o.origins, "origins", 1, fmt.Sprintf("number of origins (1-%d), sharing one backend; the blob is uploaded to each of its owners, as the proxy does", maxOrigin))
 	fs.IntVar(&o.replicas, "replicas", 0, "origins.replicas of agents and tracker: how many origins own each blob (0 = Shoal's default)")
+	fs.IntVar(&o.originWindow, "origin-window", 0, "p2p.origin_window_pieces of agents (0 = Shoal's default)")
 	fs.IntVar(&o.chunkSize, "chunk-size", 0, "p2p.chunk_size of agents and origins in bytes (0 = Shoal's default). The piece length is not configurable: Shoal picks it from the blob size (lib/metainfo.PieceLength)")
 	fs.StringVar(&o.out, "out", "", "markdown file to write the results section into (e.g. docs/BENCHMARKS.md); empty = stdout only")
 	fs.StringVar(&o.state, "state", filepath.Join(os.TempDir(), "shoal-bench"), "state folder (wiped at start): configs, logs, stores")
@@ -200,13 +202,14 @@ func run(args []string) (err error) {
 		originURLs = append(originURLs, fmt.Sprintf("http://%s:%d", h.ip, originPort))
 	}
 	base := configData{
-		State:      o.state,
-		ChunkSize:  o.chunkSize,
-		Origins:    originURLs,
-		Replicas:   o.replicas,
-		Tracker:    fmt.Sprintf("http://%s:%d", tr.ip, trackerPort),
-		BuildIndex: fmt.Sprintf("http://%s:%d", tr.ip, buildIndexPort),
-		Proxy:      fmt.Sprintf("%s:15000", tr.ip), // named in push refusals only; not started
+		State:        o.state,
+		ChunkSize:    o.chunkSize,
+		OriginWindow: o.originWindow,
+		Origins:      originURLs,
+		Replicas:     o.replicas,
+		Tracker:      fmt.Sprintf("http://%s:%d", tr.ip, trackerPort),
+		BuildIndex:   fmt.Sprintf("http://%s:%d", tr.ip, buildIndexPort),
+		Proxy:        fmt.Sprintf("%s:15000", tr.ip), // named in push refusals only; not started
 	}
 	type spec struct {
 		role, name string

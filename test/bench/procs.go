@@ -97,6 +97,9 @@ p2p:
 {{- if .ChunkSize}}
   chunk_size: {{.ChunkSize}}
 {{- end}}
+{{- if .OriginWindow}}
+  origin_window_pieces: {{.OriginWindow}}
+{{- end}}
 tracker: {{.Tracker}}
 build_index: {{.BuildIndex}}
 {{template "origins" .}}proxy: {{.Proxy}}
@@ -105,17 +108,18 @@ build_index: {{.BuildIndex}}
 
 // configData fills a template.
 type configData struct {
-	IP         string
-	Port       int
-	PeerPort   int
-	DataDir    string
-	State      string
-	ChunkSize  int
-	Origins    []string // origin base URLs
-	Replicas   int      // origins owning each blob; 0 = Shoal's default
-	Tracker    string
-	BuildIndex string
-	Proxy      string
+	OriginWindow int
+	IP           string
+	Port         int
+	PeerPort     int
+	DataDir      string
+	State        string
+	ChunkSize    int
+	Origins      []string // origin base URLs
+	Replicas     int      // origins owning each blob; 0 = Shoal's default
+	Tracker      string
+	BuildIndex   string
+	Proxy        string
 }
 
 // proc is one Shoal process running in a namespace.

@@ -78,6 +78,9 @@ type agentBytes struct {
 func (r *result) key() string {
 	o := r.opts
 	k := fmt.Sprintf("agents=%d blob=%d rate=%g origins=%d replicas=%d chunk=%d", o.agents, o.blobSize, o.rate, o.origins, o.replicas, o.chunkSize)
+	if o.originWindow > 0 {
+		k += fmt.Sprintf(" window=%d", o.originWindow)
+	}
 	if o.stagger {
 		k += " stagger"
 	}
