@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/opencontainers/go-digest"
@@ -12,6 +13,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/originclient"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/seekpos"
 )
 
 // headFirstReader streams a blob being fetched through the swarm: its first piece as
@@ -140,20 +142,12 @@ func (r *headFirstReader) closeHead() {
 }
 
 func (r *headFirstReader) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += r.pos
-	case io.SeekEnd:
-		offset += r.tx.Length()
-	default:
-		return r.pos, errors.New("agent blob reader: invalid whence")
+	pos, err := seekpos.Resolve(r.pos, r.tx.Length(), offset, whence)
+	if err != nil {
+		return r.pos, fmt.Errorf("agent blob reader: %w", err)
 	}
-	if offset < 0 {
-		return r.pos, errors.New("agent blob reader: negative position")
-	}
-	r.pos = offset
-	return offset, nil
+	r.pos = pos
+	return pos, nil
 }
 
 func (r *headFirstReader) Close() error {

@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/shoal-p2p/shoal/lib/backend"
+	"github.com/shoal-p2p/shoal/lib/seekpos"
 )
 
 // Headers of the upload protocol.
@@ -313,19 +314,9 @@ func (r *blobReader) Read(p []byte) (int, error) {
 }
 
 func (r *blobReader) Seek(offset int64, whence int) (int64, error) {
-	var abs int64
-	switch whence {
-	case io.SeekStart:
-		abs = offset
-	case io.SeekCurrent:
-		abs = r.off + offset
-	case io.SeekEnd:
-		abs = r.size + offset
-	default:
-		return 0, fmt.Errorf("origin blob reader: bad whence %d", whence)
-	}
-	if abs < 0 {
-		return 0, fmt.Errorf("origin blob reader: negative position %d", abs)
+	abs, err := seekpos.Resolve(r.off, r.size, offset, whence)
+	if err != nil {
+		return 0, fmt.Errorf("origin blob reader: %w", err)
 	}
 	if abs != r.off && r.body != nil {
 		r.body.Close()

@@ -3,7 +3,7 @@ package p2p
 import (
 	"bytes"
 	"context"
-	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -12,6 +12,8 @@ import (
 	"github.com/anacrolix/torrent"
 	tmeta "github.com/anacrolix/torrent/metainfo"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/shoal-p2p/shoal/lib/seekpos"
 )
 
 // active is a blob's torrent in the client.
@@ -140,20 +142,12 @@ func (r *pieceReader) Read(p []byte) (int, error) {
 }
 
 func (r *pieceReader) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += r.pos
-	case io.SeekEnd:
-		offset += r.a.ct.size
-	default:
-		return r.pos, errors.New("p2p reader: invalid whence")
+	pos, err := seekpos.Resolve(r.pos, r.a.ct.size, offset, whence)
+	if err != nil {
+		return r.pos, fmt.Errorf("p2p reader: %w", err)
 	}
-	if offset < 0 {
-		return r.pos, errors.New("p2p reader: negative position")
-	}
-	r.pos = offset
-	return offset, nil
+	r.pos = pos
+	return pos, nil
 }
 
 func (r *pieceReader) Close() error {
