@@ -294,22 +294,14 @@ func (r *blobReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if r.body == nil {
-		h := http.Header{"Range": {fmt.Sprintf("bytes=%d-", r.off)}}
-		resp, err := r.c.do(r.ctx, http.MethodGet, "/blobs/"+r.d.String(), nil, h)
+		body, err := r.c.ReadRange(r.ctx, r.d, r.off, r.size-r.off)
 		if err != nil {
-			return 0, fmt.Errorf("origin %s: read %s at %d: %w", r.c.base, r.d, r.off, err)
+			return 0, err
 		}
-		if r.off > 0 && resp.StatusCode != http.StatusPartialContent {
-			resp.Body.Close()
-			return 0, fmt.Errorf("origin %s: read %s at %d: range ignored (%s)", r.c.base, r.d, r.off, resp.Status)
-		}
-		r.body = resp.Body
+		r.body = body
 	}
 	n, err := r.body.Read(p)
 	r.off += int64(n)
-	if errors.Is(err, io.EOF) && r.off < r.size {
-		err = io.ErrUnexpectedEOF
-	}
 	return n, err
 }
 

@@ -84,9 +84,9 @@ func (t *Transfer) Err() error {
 // of a blob whose commit failed returns the failure instead of io.EOF. Each reader is
 // for one goroutine; Close it.
 //
-// Only the piece a reader starts in is fetched first (for the time to first byte);
-// the rest arrive in the swarm's order, rarest first and otherwise in a random order
-// of each host's own, and the reader catches up from disk. Raising the priority of the
+// Only the first piece a reader has to wait for is fetched first (for the time to
+// first byte); the rest arrive in the swarm's order, rarest first and otherwise in a
+// random order of each host's own, and the reader catches up from disk. Raising the priority of the
 // pieces ahead of every reader, as the library's own reader does, made all agents of
 // a flash crowd ask for the same pieces at once, mostly from the origin, which then
 // sent 1.7x the blob (docs/BENCHMARKS.md).
