@@ -108,7 +108,10 @@ func (b *blobSource) Open(ctx context.Context, d digest.Digest) (io.ReadSeekClos
 		}
 		return b.openCached(d)
 	}
-	t, err := b.engine.Fetch(ctx, d, info.raw, b.tracker)
+	pull := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		return openOriginRange(ctx, b.origins, d, off, n)
+	}
+	t, err := b.engine.Fetch(ctx, d, info.raw, b.tracker, pull)
 	if err != nil {
 		return nil, 0, fmt.Errorf("agent fetch %s: %w", d, err)
 	}

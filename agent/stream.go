@@ -105,21 +105,27 @@ func (r *headFirstReader) readHead(p []byte) (int, bool) {
 }
 
 func (r *headFirstReader) openHead() (io.ReadCloser, error) {
-	owners := r.origins.Owners(r.d)
+	return openOriginRange(r.ctx, r.origins, r.d, r.pos, r.headLen-r.pos)
+}
+
+// openOriginRange opens n bytes of blob d from offset off at the first of d's origins
+// (in placement order) that serves them, marking the ones that fail.
+func openOriginRange(ctx context.Context, origins *originset.Set, d digest.Digest, off, n int64) (io.ReadCloser, error) {
+	owners := origins.Owners(d)
 	if len(owners) == 0 {
 		return nil, errors.New("no origins known")
 	}
 	var errs []error
 	for _, o := range owners {
-		body, err := o.ReadRange(r.ctx, r.d, r.pos, r.headLen-r.pos)
+		body, err := o.ReadRange(ctx, d, off, n)
 		if err == nil {
 			return body, nil
 		}
-		if r.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return nil, err
 		}
 		if !errors.Is(err, originclient.ErrNotFound) {
-			r.origins.MarkFailed(o.Addr())
+			origins.MarkFailed(o.Addr())
 		}
 		errs = append(errs, err)
 	}

@@ -94,6 +94,8 @@ func (e *Engine) announceLoop(a *active, src PeerSource) {
 				return
 			}
 			s.now() // tell the tracker we are complete
+		case <-a.pokeCh:
+			s.now()
 		case <-tick.C:
 		}
 	}
@@ -186,15 +188,15 @@ func (e *Engine) announce(a *active, src PeerSource, complete bool) (time.Durati
 	if err != nil {
 		return 0, fmt.Errorf("p2p announce %s: %w", a.d, err)
 	}
-	if peers := e.peerInfos(reply.Peers); len(peers) > 0 {
+	if peers := e.peerInfos(reply.Peers, a.originPeers.Load()); len(peers) > 0 {
 		a.t.AddPeers(peers)
 	}
 	return time.Duration(max(reply.IntervalSeconds, 0)) * time.Second, nil
 }
 
-// peerInfos converts a hand-out for the client, skipping ourselves and malformed
-// entries, and remembers which addresses are origins.
-func (e *Engine) peerInfos(peers []Peer) []torrent.PeerInfo {
+// peerInfos converts a hand-out for the client, skipping ourselves, malformed entries
+// and, unless withOrigins, origins; it remembers which addresses are origins.
+func (e *Engine) peerInfos(peers []Peer, withOrigins bool) []torrent.PeerInfo {
 	out := make([]torrent.PeerInfo, 0, len(peers))
 	for _, p := range peers {
 		ip, err := netip.ParseAddr(p.IP)
@@ -207,6 +209,9 @@ func (e *Engine) peerInfos(peers []Peer) []torrent.PeerInfo {
 		}
 		if p.Origin {
 			e.origins.add(addr)
+			if !withOrigins {
+				continue
+			}
 		}
 		info := torrent.PeerInfo{
 			Addr:   &net.TCPAddr{IP: ip.AsSlice(), Port: p.Port},

@@ -207,18 +207,21 @@ func (e *Engine) Seed(d digest.Digest, infoBytes []byte) error {
 	if res.Size == 0 {
 		return nil // nothing to share
 	}
-	if _, _, err := e.add(res, nil, false); err != nil {
+	if _, _, err := e.add(res, nil, false, nil); err != nil {
 		return fmt.Errorf("p2p seed %s: %w", d, err)
 	}
 	return nil
 }
 
 // Fetch adds the torrent of blob d (or finds the one already active) and downloads it
-// from the peers src hands out; a blob already committed is only seeded. The download
-// goes on in the background whatever happens to ctx, which bounds this call and the
-// reads of the returned Transfer's readers. After the commit the blob keeps being
-// seeded until idle for SeedIdle.
-func (e *Engine) Fetch(ctx context.Context, d digest.Digest, infoBytes []byte, src PeerSource) (*Transfer, error) {
+// from the peers src hands out; a blob already committed is only seeded. With origin
+// set, pieces no connected peer holds are pulled from the origins over HTTP (see
+// pullPicker) and origins are not BitTorrent peers unless that fails; with origin nil,
+// origins are BitTorrent peers like any other. The download goes on in the background
+// whatever happens to ctx, which bounds this call and the reads of the returned
+// Transfer's readers. After the commit the blob keeps being seeded until idle for
+// SeedIdle.
+func (e *Engine) Fetch(ctx context.Context, d digest.Digest, infoBytes []byte, src PeerSource, origin OriginRanges) (*Transfer, error) {
 	if src == nil {
 		return nil, fmt.Errorf("p2p fetch %s: no peer source", d)
 	}
@@ -237,7 +240,7 @@ func (e *Engine) Fetch(ctx context.Context, d digest.Digest, infoBytes []byte, s
 			return nil, fmt.Errorf("p2p fetch %s: %w", d, err)
 		}
 	}
-	a, _, err := e.add(res, src, true)
+	a, _, err := e.add(res, src, true, origin)
 	if err != nil {
 		return nil, fmt.Errorf("p2p fetch %s: %w", d, err)
 	}
@@ -268,8 +271,10 @@ func checkInfo(d digest.Digest, infoBytes []byte) (metainfo.Result, error) {
 
 // add returns the active torrent of res's blob, adding it to the client if needed
 // (opened reports that), starts its announce loop if src is given and none runs yet,
-// and, if download, asks the client to download every piece from peers.
-func (e *Engine) add(res metainfo.Result, src PeerSource, download bool) (a *active, opened bool, err error) {
+// and, if download, asks the client to download every piece from peers, and pulls
+// from the origins with pull if given (only when the download starts here: one
+// started without a pull has origins as peers already).
+func (e *Engine) add(res metainfo.Result, src PeerSource, download bool, pull OriginRanges) (a *active, opened bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -293,6 +298,9 @@ func (e *Engine) add(res metainfo.Result, src PeerSource, download bool) (a *act
 	a.touch(time.Now())
 	if download && !a.downloading {
 		a.downloading = true
+		if pull != nil && !a.committed() {
+			e.startPullLocked(a, pull)
+		}
 		a.t.DownloadAll()
 	}
 	if src != nil && !a.announcing {
@@ -320,7 +328,20 @@ func (e *Engine) open(res metainfo.Result) (*active, error) {
 		t.Drop()
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
-	return &active{d: res.Digest, ih: res.InfoHash, length: res.Size, t: t, ct: ct, stop: make(chan struct{})}, nil
+	a := &active{d: res.Digest, ih: res.InfoHash, length: res.Size, t: t, ct: ct,
+		stop: make(chan struct{}), pokeCh: make(chan struct{}, 1)}
+	a.originPeers.Store(true)
+	return a, nil
+}
+
+// startPullLocked starts pulling a's pieces from the origins over HTTP, with the
+// origins kept out of the client's peers. The caller holds e.mu and starts the
+// announce loop only after this.
+func (e *Engine) startPullLocked(a *active, open OriginRanges) {
+	a.originPeers.Store(false)
+	a.readers.Add(1) // not idle while pulling
+	e.wg.Add(1)
+	go e.pull(a, open)
 }
 
 // remove drops a's torrent from the client; the store keeps the blob if committed.

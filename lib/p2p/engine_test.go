@@ -122,7 +122,7 @@ func fetchAll(t *testing.T, n *node, d digest.Digest, info []byte, src PeerSourc
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	tx, err := n.Fetch(ctx, d, info, src)
+	tx, err := n.Fetch(ctx, d, info, src, nil)
 	if err != nil {
 		return nil, "", err
 	}
@@ -385,11 +385,11 @@ func TestFetchRejectsInfoOfAnotherBlob(t *testing.T) {
 	t.Parallel()
 	agent := newNode(t, "127.0.0.30")
 	res, _ := metainfo.Generate(bytes.NewReader([]byte("blob")), 1<<20)
-	_, err := agent.Fetch(context.Background(), digest.FromString("other"), res.InfoBytes, newFakeTracker())
+	_, err := agent.Fetch(context.Background(), digest.FromString("other"), res.InfoBytes, newFakeTracker(), nil)
 	if !errors.Is(err, metainfo.ErrInvalid) {
 		t.Fatalf("Fetch: %v, want metainfo.ErrInvalid", err)
 	}
-	if _, err := agent.Fetch(context.Background(), res.Digest, []byte("junk"), newFakeTracker()); !errors.Is(err, metainfo.ErrInvalid) {
+	if _, err := agent.Fetch(context.Background(), res.Digest, []byte("junk"), newFakeTracker(), nil); !errors.Is(err, metainfo.ErrInvalid) {
 		t.Fatalf("Fetch of junk info: %v, want metainfo.ErrInvalid", err)
 	}
 	if err := agent.Seed(res.Digest, res.InfoBytes); !errors.Is(err, blobstore.ErrNotFound) {
@@ -434,7 +434,7 @@ func TestFetchCommitted(t *testing.T) {
 		t.Fatalf("range read across a piece boundary: %v", err)
 	}
 	// Fetching again returns the same torrent.
-	again, err := agent.Fetch(context.Background(), res.Digest, res.InfoBytes, tracker)
+	again, err := agent.Fetch(context.Background(), res.Digest, res.InfoBytes, tracker, nil)
 	if err != nil || again.a != tx.a {
 		t.Fatalf("second Fetch: %v", err)
 	}
@@ -514,7 +514,7 @@ func TestClosedEngine(t *testing.T) {
 	if err := n.Seed(res.Digest, res.InfoBytes); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Seed after Close: %v", err)
 	}
-	if _, err := n.Fetch(context.Background(), res.Digest, res.InfoBytes, newFakeTracker()); !errors.Is(err, ErrClosed) {
+	if _, err := n.Fetch(context.Background(), res.Digest, res.InfoBytes, newFakeTracker(), nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Fetch after Close: %v", err)
 	}
 }

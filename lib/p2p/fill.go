@@ -36,7 +36,7 @@ func (e *Engine) SeedFrom(d digest.Digest, infoBytes []byte, r io.Reader) (*Tran
 			return nil, fmt.Errorf("p2p seed %s from source: %w", d, err)
 		}
 	}
-	a, opened, err := e.add(res, nil, false)
+	a, opened, err := e.add(res, nil, false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("p2p seed %s from source: %w", d, err)
 	}

@@ -55,7 +55,7 @@ func TestSeedFrom(t *testing.T) {
 	agent := newNode(t, "127.0.0.31")
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	atx, err := agent.Fetch(ctx, d, res.InfoBytes, tracker)
+	atx, err := agent.Fetch(ctx, d, res.InfoBytes, tracker, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,9 @@ type Stats struct {
 	// by whether the sender was handed out as an origin.
 	BytesFromOrigins int64
 	BytesFromPeers   int64
+	// BytesPulled counts piece data read from origins over HTTP (Fetch with
+	// OriginRanges), whether or not it was needed in the end.
+	BytesPulled int64
 	// BytesUploaded counts piece data sent to peers.
 	BytesUploaded int64
 	// BlobsCompleted counts downloads committed to the store.
@@ -24,10 +27,10 @@ type Stats struct {
 // metrics reports to the scope the engine was given. Names carry no "p2p_" prefix:
 // components pass a scope already named "p2p" (shoal_agent_p2p_bytes_downloaded).
 type metrics struct {
-	fromOrigins, fromPeers, uploaded, completed, bad tally.Counter
-	active, peers                                    tally.Gauge
+	fromOrigins, fromPeers, fromOriginsHTTP, uploaded, completed, bad tally.Counter
+	active, peers                                                     tally.Gauge
 
-	nFromOrigins, nFromPeers, nCompleted atomic.Int64
+	nFromOrigins, nFromPeers, nPulled, nCompleted atomic.Int64
 
 	mu        sync.Mutex // guards the sampled totals
 	nUploaded int64
@@ -39,13 +42,14 @@ func newMetrics(scope tally.Scope) *metrics {
 		return scope.Tagged(map[string]string{"source": source}).Counter("bytes_downloaded")
 	}
 	return &metrics{
-		fromOrigins: downloaded("origin"),
-		fromPeers:   downloaded("peer"),
-		uploaded:    scope.Counter("bytes_uploaded"),
-		completed:   scope.Counter("blobs_completed"),
-		bad:         scope.Counter("bad_pieces"),
-		active:      scope.Gauge("active_torrents"),
-		peers:       scope.Gauge("peer_connections"),
+		fromOrigins:     downloaded("origin"),
+		fromPeers:       downloaded("peer"),
+		fromOriginsHTTP: downloaded("origin_http"),
+		uploaded:        scope.Counter("bytes_uploaded"),
+		completed:       scope.Counter("blobs_completed"),
+		bad:             scope.Counter("bad_pieces"),
+		active:          scope.Gauge("active_torrents"),
+		peers:           scope.Gauge("peer_connections"),
 	}
 }
 
@@ -57,6 +61,12 @@ func (m *metrics) downloaded(fromOrigin bool, n int64) {
 	}
 	m.fromPeers.Inc(n)
 	m.nFromPeers.Add(n)
+}
+
+// pulled counts n bytes read from an origin over HTTP.
+func (m *metrics) pulled(n int64) {
+	m.fromOriginsHTTP.Inc(n)
+	m.nPulled.Add(n)
 }
 
 func (m *metrics) blobCompleted() {
@@ -87,6 +97,7 @@ func (m *metrics) stats() Stats {
 	return Stats{
 		BytesFromOrigins: m.nFromOrigins.Load(),
 		BytesFromPeers:   m.nFromPeers.Load(),
+		BytesPulled:      m.nPulled.Load(),
 		BytesUploaded:    m.nUploaded,
 		BlobsCompleted:   m.nCompleted.Load(),
 		BadPieces:        m.nBad,

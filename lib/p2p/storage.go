@@ -185,6 +185,34 @@ func (ct *casTorrent) pieceComplete(i int) bool {
 	return ct.complete || ct.have[i]
 }
 
+// pieces returns which pieces are verified.
+func (ct *casTorrent) pieces() []bool {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	out := make([]bool, len(ct.have))
+	if ct.complete {
+		for i := range out {
+			out[i] = true
+		}
+		return out
+	}
+	copy(out, ct.have)
+	return out
+}
+
+// writeUnverified writes b at off, inside piece i, unless the piece is verified
+// already (written is false then): bytes not yet checked must never overwrite a
+// piece readers may be reading.
+func (ct *casTorrent) writeUnverified(b []byte, off int64, i int) (written bool, err error) {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if ct.complete || ct.closed || ct.have[i] {
+		return false, nil
+	}
+	_, err = ct.f.WriteAt(b, off)
+	return err == nil, err
+}
+
 // setPiece records the verification state of piece i and reports whether it was the
 // last piece missing.
 func (ct *casTorrent) setPiece(i int, ok bool) (last bool) {

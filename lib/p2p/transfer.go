@@ -28,8 +28,20 @@ type active struct {
 	stopOnce    sync.Once
 	announcing  bool // guarded by Engine.mu
 	downloading bool // DownloadAll was called; guarded by Engine.mu
+	// originPeers lets the client connect to origins over BitTorrent: unless a pull
+	// over HTTP gets the origins' share of the pieces, or once it gave up.
+	originPeers atomic.Bool
+	pokeCh      chan struct{} // wakes the announce loop to announce at once
 	readers     atomic.Int32
 	used        atomic.Int64 // unix nanoseconds of the last use
+}
+
+// poke makes the announce loop announce at once.
+func (a *active) poke() {
+	select {
+	case a.pokeCh <- struct{}{}:
+	default:
+	}
 }
 
 func (a *active) halt() { a.stopOnce.Do(func() { close(a.stop) }) }

@@ -1,0 +1,258 @@
+package p2p
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/shoal-p2p/shoal/lib/metainfo"
+)
+
+func TestPullPickerWalksThenJumpsToLargestGap(t *testing.T) {
+	covered := make([]bool, 16)
+	p := newPullPicker(1)
+	first := p.pick(covered)
+	if first < 0 {
+		t.Fatal("no first pick")
+	}
+	covered[first] = true
+	// The walk goes on forward while pieces are uncovered.
+	if first+1 < len(covered) {
+		if got := p.pick(covered); got != first+1 {
+			t.Fatalf("second pick %d, want %d", got, first+1)
+		}
+		covered[first+1] = true
+	}
+	// Cover everything but two runs: [2, 4) and [8, 16). The walker's next piece is
+	// covered, so it jumps into the middle half of the longer run.
+	for i := range covered {
+		covered[i] = !(i >= 2 && i < 4 || i >= 8)
+	}
+	p.next = 5
+	got := p.pick(covered)
+	if got < 10 || got > 13 {
+		t.Fatalf("jump to %d, want the middle half of [8, 16): 10-13", got)
+	}
+	if next := p.pick(covered); next != got+1 {
+		t.Fatalf("after the jump picked %d, want %d", next, got+1)
+	}
+}
+
+func TestPullPickerSingleGapsAndNone(t *testing.T) {
+	covered := []bool{true, false, true, true}
+	p := newPullPicker(2)
+	p.next = 3
+	if got := p.pick(covered); got != 1 {
+		t.Fatalf("pick %d, want the only uncovered piece 1", got)
+	}
+	covered[1] = true
+	if got := p.pick(covered); got != -1 {
+		t.Fatalf("pick %d with every piece covered, want -1", got)
+	}
+	if got := newPullPicker(3).pick(covered); got != -1 {
+		t.Fatalf("first pick %d with every piece covered, want -1", got)
+	}
+}
+
+// TestPullPickersSpread: agents starting at once, knowing nothing of each other,
+// mostly pick different pieces. The picks of 8 agents over a 256-piece blob where
+// every agent sees what the others completed, in lockstep rounds, cover the blob
+// with few pieces picked twice.
+func TestPullPickersSpread(t *testing.T) {
+	const pieces, agents = 256, 8
+	covered := make([]bool, pieces)
+	pickers := make([]*pullPicker, agents)
+	for i := range pickers {
+		pickers[i] = newPullPicker(uint64(100 + i))
+	}
+	picks := 0
+	for {
+		var round []int
+		for _, p := range pickers {
+			view := append([]bool(nil), covered...)
+			if i := p.pick(view); i >= 0 {
+				round = append(round, i)
+			}
+		}
+		if len(round) == 0 {
+			break
+		}
+		picks += len(round)
+		for _, i := range round {
+			covered[i] = true
+		}
+	}
+	t.Logf("%d picks for %d pieces", picks, pieces)
+	if picks > pieces*11/10 {
+		t.Fatalf("%d picks for %d pieces: agents pulled the same pieces", picks, pieces)
+	}
+}
+
+// rangesOf serves ranges of data, counting the bytes it hands out; fail makes it
+// fail instead, slow makes each 64 KiB wait slow (an origin shared by many agents).
+type rangesOf struct {
+	data   []byte
+	slow   time.Duration
+	served atomic.Int64
+	calls  atomic.Int64
+	fail   atomic.Bool
+}
+
+func (r *rangesOf) open(_ context.Context, off, n int64) (io.ReadCloser, error) {
+	r.calls.Add(1)
+	if r.fail.Load() {
+		return nil, errors.New("origin down")
+	}
+	return io.NopCloser(&slowReader{r: bytes.NewReader(r.data[off : off+n]), wait: r.slow, served: &r.served}), nil
+}
+
+type slowReader struct {
+	r      io.Reader
+	wait   time.Duration
+	served *atomic.Int64
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	time.Sleep(s.wait)
+	n, err := s.r.Read(p[:min(len(p), 64<<10)])
+	s.served.Add(int64(n))
+	return n, err
+}
+
+// TestPullAloneFromOrigin: an agent with no peers at all gets every piece over HTTP;
+// the origin is never a BitTorrent peer.
+func TestPullAloneFromOrigin(t *testing.T) {
+	t.Parallel()
+	data := randomBlob(6<<20+12345, 21)
+	d := digest.FromBytes(data)
+	res, err := metainfo.Generate(bytes.NewReader(data), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := newNode(t, "127.0.0.40")
+	if _, err := origin.store.Ingest(d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := origin.Seed(d, res.InfoBytes); err != nil {
+		t.Fatal(err)
+	}
+	tracker := newFakeTracker()
+	tracker.addOrigin(res.InfoHash, origin.Engine)
+	agent := newNode(t, "127.0.0.41")
+	src := &rangesOf{data: data}
+	got := readAll(t, agent, d, res.InfoBytes, tracker, src.open)
+	if got != d {
+		t.Fatalf("read %s, want %s", got, d)
+	}
+	checkStored(t, agent, d, int64(len(data)))
+	if up := origin.Stats().BytesUploaded; up != 0 {
+		t.Errorf("origin sent %d bytes over BitTorrent, want 0 (pulled over HTTP)", up)
+	}
+	if pulled := agent.Stats().BytesPulled; pulled != int64(len(data)) {
+		t.Errorf("pulled %d bytes, want the blob's %d", pulled, len(data))
+	}
+}
+
+// TestPullFallsBackToBitTorrent: with the origins' HTTP down, the agent gives up the
+// pull and fetches from the origin over BitTorrent.
+func TestPullFallsBackToBitTorrent(t *testing.T) {
+	t.Parallel()
+	data := randomBlob(3<<20, 22)
+	d := digest.FromBytes(data)
+	res, err := metainfo.Generate(bytes.NewReader(data), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := newNode(t, "127.0.0.42")
+	if _, err := origin.store.Ingest(d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := origin.Seed(d, res.InfoBytes); err != nil {
+		t.Fatal(err)
+	}
+	tracker := newFakeTracker()
+	tracker.addOrigin(res.InfoHash, origin.Engine)
+	agent := newNode(t, "127.0.0.43")
+	src := &rangesOf{data: data}
+	src.fail.Store(true)
+	if got := readAll(t, agent, d, res.InfoBytes, tracker, src.open); got != d {
+		t.Fatalf("read %s, want %s", got, d)
+	}
+	if calls := src.calls.Load(); calls < pullMaxFailures {
+		t.Errorf("%d range requests before falling back, want %d", calls, pullMaxFailures)
+	}
+	if from := agent.Stats().BytesFromOrigins; from != int64(len(data)) {
+		t.Errorf("%d bytes from the origin over BitTorrent, want %d", from, len(data))
+	}
+}
+
+// TestPullSwarm: three agents pulling from a slow origin over HTTP and trading with
+// each other all get the blob, pulling much less than the three blobs they'd pull
+// without the swarm.
+func TestPullSwarm(t *testing.T) {
+	t.Parallel()
+	data := randomBlob(24<<20, 23)
+	d := digest.FromBytes(data)
+	res, err := metainfo.Generate(bytes.NewReader(data), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracker := newFakeTracker()
+	src := &rangesOf{data: data, slow: 5 * time.Millisecond} // ~12 MiB/s per GET
+	agents := []*node{newNode(t, "127.0.0.44"), newNode(t, "127.0.0.45"), newNode(t, "127.0.0.46")}
+	var wg sync.WaitGroup
+	got := make([]digest.Digest, len(agents))
+	for i, a := range agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = readAll(t, a, d, res.InfoBytes, tracker, src.open)
+		}()
+	}
+	wg.Wait()
+	var fromPeers int64
+	for i, a := range agents {
+		if got[i] != d {
+			t.Fatalf("agent %d read %s, want %s", i, got[i], d)
+		}
+		checkStored(t, a, d, int64(len(data)))
+		fromPeers += a.Stats().BytesFromPeers
+	}
+	t.Logf("origin served %.2fx the blob over HTTP; agents traded %d bytes", float64(src.served.Load())/float64(len(data)), fromPeers)
+	// Without the swarm each agent would pull the whole blob: 3x.
+	if served := src.served.Load(); served >= 2*int64(len(data)) || fromPeers == 0 {
+		t.Errorf("origin served %d bytes (%.2fx the blob), agents traded %d: the swarm was not used",
+			served, float64(served)/float64(len(data)), fromPeers)
+	}
+}
+
+// readAll fetches d through n, pulling from origin, and returns the sha256 of what a
+// reader read.
+func readAll(t *testing.T, n *node, d digest.Digest, info []byte, src PeerSource, origin OriginRanges) digest.Digest {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	tx, err := n.Fetch(ctx, d, info, src, origin)
+	if err != nil {
+		t.Error(err)
+		return ""
+	}
+	r := tx.NewPassiveReader()
+	defer r.Close()
+	dg, err := digest.SHA256.FromReader(r)
+	if err != nil {
+		t.Error(err)
+		return ""
+	}
+	if err := waitDone(t, tx); err != nil {
+		t.Error(err)
+	}
+	return dg
+}
