@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/opencontainers/go-digest"
@@ -62,6 +64,9 @@ func (s *Server) Handler(metrics http.Handler) http.Handler {
 	return r
 }
 
+// headStartWait bounds how long pulls wait for the client's first piece to start.
+const headStartWait = time.Second
+
 // blobSource serves blobs from the local cache, fetching misses: small ones over HTTP
 // from the origins, the rest through the swarm, streamed from verified pieces (the
 // first piece from an origin, see headFirstReader).
@@ -108,14 +113,26 @@ func (b *blobSource) Open(ctx context.Context, d digest.Digest) (io.ReadSeekClos
 		}
 		return b.openCached(d)
 	}
+	// The swarm's pulls from the origins wait for the client's first piece to be on
+	// its way (or a second): requests queue at a busy origin, and the first piece is
+	// what the client waits on.
+	headOpen := make(chan struct{})
 	pull := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		select {
+		case <-headOpen:
+		case <-time.After(headStartWait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		return openOriginRange(ctx, b.origins, d, off, n)
 	}
 	t, err := b.engine.Fetch(ctx, d, info.raw, b.tracker, pull)
 	if err != nil {
 		return nil, 0, fmt.Errorf("agent fetch %s: %w", d, err)
 	}
-	return newHeadFirstReader(ctx, d, t, info.pieceLength, b.origins, b.log, b.scope.Counter("head_bytes")), t.Length(), nil
+	r := newHeadFirstReader(ctx, d, t, info.pieceLength, b.origins, b.log, b.scope.Counter("head_bytes"))
+	r.opened = sync.OnceFunc(func() { close(headOpen) })
+	return r, t.Length(), nil
 }
 
 func (b *blobSource) openCached(d digest.Digest) (io.ReadSeekCloser, int64, error) {

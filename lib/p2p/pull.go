@@ -17,7 +17,8 @@ type OriginRanges func(ctx context.Context, off, n int64) (io.ReadCloser, error)
 
 // Origin pull timing and limits.
 const (
-	pullIdle        = 200 * time.Millisecond // every piece is covered: look again after this
+	pullIdle        = 200 * time.Millisecond // nothing to pull: look again after this
+	pullStuckAfter  = 2 * time.Second        // nothing to pull this long: pull pieces others may be on
 	pullPieceTime   = 2 * time.Minute        // one piece over HTTP, at most
 	pullMaxFailures = 5                      // consecutive failed pieces before falling back to BT
 	pullBackoff     = 250 * time.Millisecond // after a failure, doubled per failure
@@ -36,23 +37,35 @@ type pullPicker struct {
 	rng  *rand.Rand
 }
 
+// walkerGap is how many pieces at the start of an uncovered run a jump leaves out:
+// the agent that pulled the piece before the run is walking into it, pulling its
+// first piece now and reaching the second before a piece pulled from scratch would
+// be done.
+const walkerGap = 2
+
 func newPullPicker(seed uint64) *pullPicker {
 	return &pullPicker{next: -1, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 }
 
 // pick returns the piece to pull given which pieces are covered (held here, held by a
-// connected peer, or being pulled already), or -1 when every piece is.
-func (p *pullPicker) pick(covered []bool) int {
+// connected peer, or being pulled already), or -1 when none is worth pulling. Unless
+// stuck, it leaves out the pieces other agents are probably walking into (walkerGap);
+// stuck (nothing picked for a while) it takes any uncovered piece, in case the agent
+// walking there is gone.
+func (p *pullPicker) pick(covered []bool, stuck bool) int {
 	if p.next >= 0 && p.next < len(covered) && !covered[p.next] {
 		i := p.next
 		p.next++
 		return i
 	}
 	var i int
-	if p.next < 0 {
+	switch {
+	case p.next < 0:
 		i = p.pickAny(covered)
-	} else {
-		i = p.pickGap(covered)
+	case stuck:
+		i = p.pickGap(covered, 0)
+	default:
+		i = p.pickGap(covered, walkerGap)
 	}
 	if i >= 0 {
 		p.next = i + 1
@@ -85,8 +98,9 @@ func (p *pullPicker) pickAny(covered []bool) int {
 }
 
 // pickGap returns a piece in the middle half of the longest run of uncovered pieces
-// (ties broken at random), or -1.
-func (p *pullPicker) pickGap(covered []bool) int {
+// (ties broken at random), leaving out the first skip pieces of runs that follow a
+// covered piece; -1 if no run is left.
+func (p *pullPicker) pickGap(covered []bool, skip int) int {
 	bestStart, bestLen, ties := -1, 0, 0
 	for i := 0; i < len(covered); {
 		if covered[i] {
@@ -97,7 +111,12 @@ func (p *pullPicker) pickGap(covered []bool) int {
 		for i < len(covered) && !covered[i] {
 			i++
 		}
-		switch n := i - start; {
+		if start > 0 {
+			start += skip
+		}
+		n := i - start
+		switch {
+		case n <= 0:
 		case n > bestLen:
 			bestStart, bestLen, ties = start, n, 1
 		case n == bestLen:
@@ -165,13 +184,13 @@ type pullState struct {
 }
 
 // claim picks the next piece to pull and marks it in flight, or returns -1.
-func (ps *pullState) claim(covered []bool) int {
+func (ps *pullState) claim(covered []bool, stuck bool) int {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for i, f := range ps.inflight {
 		covered[i] = covered[i] || f
 	}
-	i := ps.picker.pick(covered)
+	i := ps.picker.pick(covered, stuck)
 	if i >= 0 {
 		ps.inflight[i] = true
 	}
@@ -204,12 +223,18 @@ func (ps *pullState) backoff() time.Duration {
 func (e *Engine) pullWorker(ctx context.Context, ps *pullState, open OriginRanges) {
 	a := ps.a
 	buf := make([]byte, min(pullCopyBuf, a.ct.pieceLen))
+	var idleSince time.Time // zero while pulling
 	for ctx.Err() == nil {
-		i := ps.claim(e.covered(a))
+		stuck := !idleSince.IsZero() && time.Since(idleSince) >= pullStuckAfter
+		i := ps.claim(e.covered(a), stuck)
 		if i < 0 {
+			if idleSince.IsZero() {
+				idleSince = time.Now()
+			}
 			sleepCtx(ctx, pullIdle)
 			continue
 		}
+		idleSince = time.Time{}
 		err := e.pullPiece(ctx, a, open, i, buf)
 		if ctx.Err() != nil {
 			return

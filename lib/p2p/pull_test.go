@@ -18,46 +18,56 @@ import (
 func TestPullPickerWalksThenJumpsToLargestGap(t *testing.T) {
 	covered := make([]bool, 16)
 	p := newPullPicker(1)
-	first := p.pick(covered)
+	first := p.pick(covered, false)
 	if first < 0 {
 		t.Fatal("no first pick")
 	}
 	covered[first] = true
 	// The walk goes on forward while pieces are uncovered.
 	if first+1 < len(covered) {
-		if got := p.pick(covered); got != first+1 {
+		if got := p.pick(covered, false); got != first+1 {
 			t.Fatalf("second pick %d, want %d", got, first+1)
 		}
 		covered[first+1] = true
 	}
 	// Cover everything but two runs: [2, 4) and [8, 16). The walker's next piece is
-	// covered, so it jumps into the middle half of the longer run.
+	// covered, so it jumps into the middle half of the longer run, leaving out the two
+	// pieces the agent that pulled piece 7 walks into: [10, 16).
 	for i := range covered {
 		covered[i] = !(i >= 2 && i < 4 || i >= 8)
 	}
 	p.next = 5
-	got := p.pick(covered)
-	if got < 10 || got > 13 {
-		t.Fatalf("jump to %d, want the middle half of [8, 16): 10-13", got)
+	got := p.pick(covered, false)
+	if got < 11 || got > 14 {
+		t.Fatalf("jump to %d, want the middle half of [10, 16): 11-14", got)
 	}
-	if next := p.pick(covered); next != got+1 {
+	if next := p.pick(covered, false); next != got+1 {
 		t.Fatalf("after the jump picked %d, want %d", next, got+1)
 	}
 }
 
-func TestPullPickerSingleGapsAndNone(t *testing.T) {
+// TestPullPickerStuck: a piece another agent is probably walking into is left alone,
+// until the picker is stuck.
+func TestPullPickerStuck(t *testing.T) {
 	covered := []bool{true, false, true, true}
 	p := newPullPicker(2)
 	p.next = 3
-	if got := p.pick(covered); got != 1 {
-		t.Fatalf("pick %d, want the only uncovered piece 1", got)
+	if got := p.pick(covered, false); got != -1 {
+		t.Fatalf("pick %d, want none: piece 1 is where the agent that pulled piece 0 walks", got)
+	}
+	if got := p.pick(covered, true); got != 1 {
+		t.Fatalf("stuck pick %d, want the only uncovered piece 1", got)
 	}
 	covered[1] = true
-	if got := p.pick(covered); got != -1 {
+	if got := p.pick(covered, true); got != -1 {
 		t.Fatalf("pick %d with every piece covered, want -1", got)
 	}
-	if got := newPullPicker(3).pick(covered); got != -1 {
+	if got := newPullPicker(3).pick(covered, true); got != -1 {
 		t.Fatalf("first pick %d with every piece covered, want -1", got)
+	}
+	// A run at the very start has nobody walking into it.
+	if got := newPullPicker(4).pickGap([]bool{false, true}, walkerGap); got != 0 {
+		t.Fatalf("pick %d, want 0", got)
 	}
 }
 
@@ -77,7 +87,7 @@ func TestPullPickersSpread(t *testing.T) {
 		var round []int
 		for _, p := range pickers {
 			view := append([]bool(nil), covered...)
-			if i := p.pick(view); i >= 0 {
+			if i := p.pick(view, false); i >= 0 {
 				round = append(round, i)
 			}
 		}

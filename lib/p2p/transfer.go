@@ -92,9 +92,9 @@ func (t *Transfer) Err() error {
 }
 
 // NewReader returns a reader of the blob that yields only bytes of verified pieces,
-// blocking until they arrive. Reads stop when the ctx given to Fetch is done. A reader
-// of a blob whose commit failed returns the failure instead of io.EOF. Each reader is
-// for one goroutine; Close it.
+// blocking until they arrive. Reads stop when the ctx given to Fetch is done. io.EOF
+// comes once the blob is committed; a reader of a blob whose commit (the whole-blob
+// sha256) failed gets the failure instead. Each reader is for one goroutine; Close it.
 //
 // Only the first piece a reader has to wait for is fetched first (for the time to
 // first byte); the rest arrive in the swarm's order, rarest first and otherwise in a
@@ -128,7 +128,9 @@ type pieceReader struct {
 func (r *pieceReader) Read(p []byte) (int, error) {
 	ct := r.a.ct
 	if r.pos >= ct.size {
-		if _, err := r.a.outcome(); err != nil {
+		// Every byte was verified piece by piece; the end waits for the whole-blob
+		// check, so a reader that reads to EOF learns of a blob that failed it.
+		if err := ct.waitDone(r.ctx); err != nil {
 			return 0, err
 		}
 		return 0, io.EOF

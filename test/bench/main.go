@@ -335,6 +335,7 @@ func run(args []string) (err error) {
 			name, labels string
 		}{
 			{&ab.fromOrigins, "shoal_agent_p2p_bytes_downloaded", `source="origin"`},
+			{&ab.pulled, "shoal_agent_p2p_bytes_downloaded", `source="origin_http"`},
 			{&ab.fromPeers, "shoal_agent_p2p_bytes_downloaded", `source="peer"`},
 			{&ab.uploaded, "shoal_agent_p2p_bytes_uploaded", ""},
 			{&ab.peers, "shoal_agent_p2p_peer_connections", ""},
@@ -349,6 +350,7 @@ func run(args []string) (err error) {
 		}
 		r.agentFromOrigins += max(ab.fromOrigins, 0)
 		r.headBytes += max(ab.head, 0)
+		r.pulledBytes += max(ab.pulled, 0)
 	}
 	logf("P2P done: all %d agents in %s", o.agents, r.p2p.all().Round(time.Millisecond))
 

@@ -65,12 +65,13 @@ type result struct {
 	originBytes                         int64 // P2P bytes the origins uploaded (their metric); -1 = unknown
 	agentFromOrigins                    int64 // P2P bytes agents received from origins (their metric)
 	headBytes                           int64 // first-piece bytes agents read from origins over HTTP
+	pulledBytes                         int64 // piece bytes agents pulled from origins over HTTP
 	agentBytes                          []agentBytes
 }
 
 // agentBytes are one agent's P2P byte counters after the P2P phase (-1 = unknown).
 type agentBytes struct {
-	fromOrigins, fromPeers, uploaded, head int64
+	fromOrigins, fromPeers, uploaded, head, pulled int64
 	peers                                  int64 // peer connections once every agent was done
 }
 
@@ -237,21 +238,21 @@ func (r *result) markdown() string {
 		w("| P2P: time to first byte, median / max | %s / %s | %s |\n", secs(median(p2pTTFB)), secs(p2pTTFB[len(p2pTTFB)-1]), target)
 	}
 	if r.originBytes >= 0 {
-		w("| **bytes served by origins / blob size** | **%.2f**: %.2f over P2P (agents counted %.2f) + %.2f of first pieces over HTTP | |\n",
-			float64(r.originBytes+r.headBytes)/float64(o.blobSize), float64(r.originBytes)/float64(o.blobSize),
-			float64(r.agentFromOrigins)/float64(o.blobSize), float64(r.headBytes)/float64(o.blobSize))
+		w("| **bytes served by origins / blob size** | **%.2f**: %.2f of pieces pulled over HTTP + %.2f over BitTorrent (agents counted %.2f) + %.2f of first pieces over HTTP | |\n",
+			float64(r.originBytes+r.pulledBytes+r.headBytes)/float64(o.blobSize), float64(r.pulledBytes)/float64(o.blobSize),
+			float64(r.originBytes)/float64(o.blobSize), float64(r.agentFromOrigins)/float64(o.blobSize), float64(r.headBytes)/float64(o.blobSize))
 	} else {
 		w("| bytes served by origins / blob size | unknown (metric missing) | |\n")
 	}
 	if r.originBytes >= 0 && len(r.agentBytes) > 0 {
-		var sent, useful int64 = r.originBytes, 0
+		var sent, useful int64 = r.originBytes + r.pulledBytes, 0
 		known := true
 		for _, ab := range r.agentBytes {
 			if ab.uploaded < 0 || ab.fromOrigins < 0 || ab.fromPeers < 0 {
 				known = false
 			}
 			sent += ab.uploaded
-			useful += ab.fromOrigins + ab.fromPeers
+			useful += ab.fromOrigins + ab.fromPeers + max(ab.pulled, 0)
 		}
 		if known && sent > 0 {
 			w("| P2P bytes sent (origins + agents) / useful bytes received | %.2f (%.0f%% of what was sent was not needed) | |\n",
@@ -275,7 +276,7 @@ func (r *result) markdown() string {
 	if len(r.http) > 0 {
 		w(" HTTP first byte | HTTP done | HTTP %% of link | sha256 ok |")
 	}
-	w(" MiB from origins / peers, uploaded | peers connected at the end |")
+	w(" MiB from origins (HTTP + BitTorrent) / peers, uploaded | peers connected at the end |")
 	w("\n| --- | --- | --- | --- | --- |")
 	if len(r.http) > 0 {
 		w(" --- | --- | --- | --- |")
@@ -299,7 +300,7 @@ func (r *result) markdown() string {
 		}
 		if i < len(r.agentBytes) {
 			ab := r.agentBytes[i]
-			w(" %s / %s, %s | %d |", mibN(ab.fromOrigins), mibN(ab.fromPeers), mibN(ab.uploaded), ab.peers)
+			w(" %s + %s / %s, %s | %d |", mibN(ab.pulled), mibN(ab.fromOrigins), mibN(ab.fromPeers), mibN(ab.uploaded), ab.peers)
 		} else {
 			w(" - | - |")
 		}
