@@ -188,10 +188,23 @@ func (e *Engine) announce(a *active, src PeerSource, complete bool) (time.Durati
 	if err != nil {
 		return 0, fmt.Errorf("p2p announce %s: %w", a.d, err)
 	}
-	if peers := e.peerInfos(reply.Peers, a.originPeers.Load()); len(peers) > 0 {
+	peers := e.peerInfos(reply.Peers, a.originPeers.Load())
+	if len(peers) > 0 {
 		a.t.AddPeers(peers)
 	}
+	a.setHandedOut(agentIDs(peers, &e.origins))
 	return time.Duration(max(reply.IntervalSeconds, 0)) * time.Second, nil
+}
+
+// agentIDs returns the peer ids of the peers that are not origins.
+func agentIDs(peers []torrent.PeerInfo, origins *originSet) [][20]byte {
+	var ids [][20]byte
+	for _, p := range peers {
+		if p.Id != ([20]byte{}) && !origins.has(p.Addr) {
+			ids = append(ids, p.Id)
+		}
+	}
+	return ids
 }
 
 // peerInfos converts a hand-out for the client, skipping ourselves, malformed entries

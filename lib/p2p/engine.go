@@ -62,6 +62,7 @@ type Engine struct {
 	client  *torrent.Client
 	storage *casStorage
 	peerID  string // 40 hex
+	rawID   [20]byte
 	ip      netip.Addr
 	port    int
 	origins originSet
@@ -99,6 +100,7 @@ func New(cfg Config, store *blobstore.Store, log *zap.Logger, scope tally.Scope)
 		store:     store,
 		log:       log,
 		peerID:    hex.EncodeToString(rawID),
+		rawID:     [20]byte(rawID),
 		ip:        netip.MustParseAddr(cfg.ListenIP), // checked by Validate
 		m:         newMetrics(scope),
 		ctx:       ctx,

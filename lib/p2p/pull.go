@@ -3,8 +3,8 @@ package p2p
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -18,119 +18,76 @@ type OriginRanges func(ctx context.Context, off, n int64) (io.ReadCloser, error)
 // Origin pull timing and limits.
 const (
 	pullIdle        = 200 * time.Millisecond // nothing to pull: look again after this
-	pullStuckAfter  = 2 * time.Second        // nothing to pull this long: pull pieces others may be on
 	pullPieceTime   = 2 * time.Minute        // one piece over HTTP, at most
 	pullMaxFailures = 5                      // consecutive failed pieces before falling back to BT
 	pullBackoff     = 250 * time.Millisecond // after a failure, doubled per failure
 	pullCopyBuf     = 256 << 10
 )
 
-// pullPicker decides which piece an agent pulls from the origins next, so that the
-// agents of a flash crowd pull different pieces without talking to each other: each
-// walks forward through pieces nobody it knows of has, from a random start; when it
-// reaches a piece that it or a peer already holds, it jumps into the middle of the
-// largest run of pieces still uncovered, which is where another agent's walk is
-// farthest away. The origins then send each piece about once and the swarm trades
-// the rest (docs/ARCHITECTURE.md). It does no I/O.
-type pullPicker struct {
-	next int // the piece after the last one picked; -1 before the first pick
-	rng  *rand.Rand
-}
-
-// walkerGap is how many pieces at the start of an uncovered run a jump leaves out:
-// the agent that pulled the piece before the run is walking into it, pulling its
-// first piece now and reaching the second before a piece pulled from scratch would
-// be done.
-const walkerGap = 2
-
-func newPullPicker(seed uint64) *pullPicker {
-	return &pullPicker{next: -1, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
-}
-
-// pick returns the piece to pull given which pieces are covered (held here, held by a
-// connected peer, or being pulled already), or -1 when none is worth pulling. Unless
-// stuck, it leaves out the pieces other agents are probably walking into (walkerGap);
-// stuck (nothing picked for a while) it takes any uncovered piece, in case the agent
-// walking there is gone.
-func (p *pullPicker) pick(covered []bool, stuck bool) int {
-	if p.next >= 0 && p.next < len(covered) && !covered[p.next] {
-		i := p.next
-		p.next++
-		return i
-	}
-	var i int
-	switch {
-	case p.next < 0:
-		i = p.pickAny(covered)
-	case stuck:
-		i = p.pickGap(covered, 0)
-	default:
-		i = p.pickGap(covered, walkerGap)
-	}
-	if i >= 0 {
-		p.next = i + 1
-	}
-	return i
-}
-
-// pickAny returns an uncovered piece chosen uniformly, or -1.
-func (p *pullPicker) pickAny(covered []bool) int {
-	free := 0
-	for _, c := range covered {
-		if !c {
-			free++
-		}
-	}
-	if free == 0 {
-		return -1
-	}
-	k := p.rng.IntN(free)
+// pickPull decides which piece an agent pulls from the origins next. The pieces are
+// shared out among the swarm's agents by rendezvous hashing of (peer id, piece): each
+// agent pulls its own share from the lowest piece up, leaving pieces a peer holds
+// already to the swarm. With every agent's view of the swarm the same, the origins
+// send each piece once. Done with its share, an agent helps the others: it takes the
+// pieces it ranks next after their owner for, from the highest down, so it meets the
+// owner, who works upwards, only at the end of the owner's share; this also covers the
+// share of an agent that is gone. Views differ for a moment as agents join or leave.
+// It does no I/O.
+//
+// rank[i] is the agent's place among the swarm for piece i (0: its owner). It returns
+// the piece to pull, or -1 when every piece is covered (held here, held by a
+// connected peer, or being pulled already).
+func pickPull(covered []bool, rank []int) int {
+	best := -1
 	for i, c := range covered {
-		if c {
-			continue
-		}
-		if k == 0 {
+		switch {
+		case c:
+		case rank[i] == 0:
 			return i
+		case best < 0 || rank[i] <= rank[best]:
+			best = i
 		}
-		k--
 	}
-	return -1
+	return best
 }
 
-// pickGap returns a piece in the middle half of the longest run of uncovered pieces
-// (ties broken at random), leaving out the first skip pieces of runs that follow a
-// covered piece; -1 if no run is left.
-func (p *pullPicker) pickGap(covered []bool, skip int) int {
-	bestStart, bestLen, ties := -1, 0, 0
-	for i := 0; i < len(covered); {
-		if covered[i] {
-			i++
-			continue
+// pieceRanks returns self's place for each of n pieces among the swarm's members
+// (self among them or not): members are ordered by a hash of (member, piece), the
+// same order on every agent that knows the same members.
+func pieceRanks(n int, self [20]byte, members [][20]byte) []int {
+	selfKey := memberKey(self)
+	keys := make([]uint64, 0, len(members))
+	seen := map[[20]byte]bool{self: true}
+	for _, m := range members {
+		if !seen[m] {
+			seen[m] = true
+			keys = append(keys, memberKey(m))
 		}
-		start := i
-		for i < len(covered) && !covered[i] {
-			i++
-		}
-		if start > 0 {
-			start += skip
-		}
-		n := i - start
-		switch {
-		case n <= 0:
-		case n > bestLen:
-			bestStart, bestLen, ties = start, n, 1
-		case n == bestLen:
-			ties++
-			if p.rng.IntN(ties) == 0 {
-				bestStart = start
+	}
+	rank := make([]int, n)
+	for i := range rank {
+		mine := rendezvous(selfKey, i)
+		for _, k := range keys {
+			if h := rendezvous(k, i); h > mine || h == mine && k > selfKey {
+				rank[i]++
 			}
 		}
 	}
-	if bestStart < 0 {
-		return -1
-	}
-	lo, hi := bestLen/4, bestLen-1-bestLen/4
-	return bestStart + lo + p.rng.IntN(hi-lo+1)
+	return rank
+}
+
+func memberKey(id [20]byte) uint64 {
+	h := fnv.New64a()
+	h.Write(id[:])
+	return h.Sum64()
+}
+
+// rendezvous is splitmix64 of a member's key and a piece index.
+func rendezvous(key uint64, piece int) uint64 {
+	z := key ^ (uint64(piece)+1)*0x9e3779b97f4a7c15
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
 }
 
 // pull fetches a's pieces from the origins over HTTP, Config.OriginWindowPieces at a
@@ -153,7 +110,7 @@ func (e *Engine) pull(a *active, open OriginRanges) {
 		}
 	}()
 
-	ps := &pullState{a: a, picker: newPullPicker(rand.Uint64()), inflight: make([]bool, a.t.NumPieces())}
+	ps := &pullState{a: a, inflight: make([]bool, a.t.NumPieces())}
 	var wg sync.WaitGroup
 	for range e.cfg.OriginWindowPieces {
 		wg.Add(1)
@@ -176,7 +133,6 @@ type pullState struct {
 	a *active
 
 	mu       sync.Mutex
-	picker   *pullPicker
 	inflight []bool
 	failures int // consecutive
 	gaveUp   bool
@@ -184,13 +140,13 @@ type pullState struct {
 }
 
 // claim picks the next piece to pull and marks it in flight, or returns -1.
-func (ps *pullState) claim(covered []bool, stuck bool) int {
+func (ps *pullState) claim(covered []bool, rank []int) int {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for i, f := range ps.inflight {
 		covered[i] = covered[i] || f
 	}
-	i := ps.picker.pick(covered, stuck)
+	i := pickPull(covered, rank)
 	if i >= 0 {
 		ps.inflight[i] = true
 	}
@@ -223,18 +179,13 @@ func (ps *pullState) backoff() time.Duration {
 func (e *Engine) pullWorker(ctx context.Context, ps *pullState, open OriginRanges) {
 	a := ps.a
 	buf := make([]byte, min(pullCopyBuf, a.ct.pieceLen))
-	var idleSince time.Time // zero while pulling
 	for ctx.Err() == nil {
-		stuck := !idleSince.IsZero() && time.Since(idleSince) >= pullStuckAfter
-		i := ps.claim(e.covered(a), stuck)
+		covered, members := e.swarmView(a)
+		i := ps.claim(covered, pieceRanks(len(covered), e.rawID, members))
 		if i < 0 {
-			if idleSince.IsZero() {
-				idleSince = time.Now()
-			}
 			sleepCtx(ctx, pullIdle)
 			continue
 		}
-		idleSince = time.Time{}
 		err := e.pullPiece(ctx, a, open, i, buf)
 		if ctx.Err() != nil {
 			return
@@ -288,14 +239,18 @@ func (e *Engine) pullPiece(ctx context.Context, a *active, open OriginRanges, i 
 	return nil
 }
 
-// covered returns which pieces are held here or by a connected peer that is not an
-// origin: the pieces not worth pulling from an origin.
-func (e *Engine) covered(a *active) []bool {
-	covered := a.ct.pieces()
+// swarmView returns which pieces are held here or by a connected peer that is not an
+// origin (the pieces not worth pulling from an origin), and the peer ids of the swarm's
+// agents: those connected, and those the tracker handed out last (connections take a
+// moment in a flash crowd).
+func (e *Engine) swarmView(a *active) (covered []bool, members [][20]byte) {
+	covered = a.ct.pieces()
+	members = a.handedOut()
 	for _, pc := range a.t.PeerConns() {
 		if e.origins.has(pc.RemoteAddr) {
 			continue
 		}
+		members = append(members, pc.PeerID)
 		it := pc.PeerPieces().Iterator()
 		for it.HasNext() {
 			if i := int(it.Next()); i < len(covered) {
@@ -303,7 +258,7 @@ func (e *Engine) covered(a *active) []bool {
 			}
 		}
 	}
-	return covered
+	return covered, members
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -15,93 +15,62 @@ import (
 	"github.com/shoal-p2p/shoal/lib/metainfo"
 )
 
-func TestPullPickerWalksThenJumpsToLargestGap(t *testing.T) {
-	covered := make([]bool, 16)
-	p := newPullPicker(1)
-	first := p.pick(covered, false)
-	if first < 0 {
-		t.Fatal("no first pick")
+func TestPickPull(t *testing.T) {
+	covered := []bool{true, false, false, false, false, false}
+	rank := []int{0, 1, 0, 2, 0, 1}
+	if got := pickPull(covered, rank); got != 2 {
+		t.Fatalf("pick %d, want 2: the lowest owned piece not covered", got)
 	}
-	covered[first] = true
-	// The walk goes on forward while pieces are uncovered.
-	if first+1 < len(covered) {
-		if got := p.pick(covered, false); got != first+1 {
-			t.Fatalf("second pick %d, want %d", got, first+1)
-		}
-		covered[first+1] = true
+	covered[2], covered[4] = true, true
+	// Its share done, the agent takes the highest piece it ranks best for after the owner.
+	if got := pickPull(covered, rank); got != 5 {
+		t.Fatalf("pick %d, want 5", got)
 	}
-	// Cover everything but two runs: [2, 4) and [8, 16). The walker's next piece is
-	// covered, so it jumps into the middle half of the longer run, leaving out the two
-	// pieces the agent that pulled piece 7 walks into: [10, 16).
-	for i := range covered {
-		covered[i] = !(i >= 2 && i < 4 || i >= 8)
+	covered[1], covered[5] = true, true
+	if got := pickPull(covered, rank); got != 3 {
+		t.Fatalf("pick %d, want 3", got)
 	}
-	p.next = 5
-	got := p.pick(covered, false)
-	if got < 11 || got > 14 {
-		t.Fatalf("jump to %d, want the middle half of [10, 16): 11-14", got)
-	}
-	if next := p.pick(covered, false); next != got+1 {
-		t.Fatalf("after the jump picked %d, want %d", next, got+1)
-	}
-}
-
-// TestPullPickerStuck: a piece another agent is probably walking into is left alone,
-// until the picker is stuck.
-func TestPullPickerStuck(t *testing.T) {
-	covered := []bool{true, false, true, true}
-	p := newPullPicker(2)
-	p.next = 3
-	if got := p.pick(covered, false); got != -1 {
-		t.Fatalf("pick %d, want none: piece 1 is where the agent that pulled piece 0 walks", got)
-	}
-	if got := p.pick(covered, true); got != 1 {
-		t.Fatalf("stuck pick %d, want the only uncovered piece 1", got)
-	}
-	covered[1] = true
-	if got := p.pick(covered, true); got != -1 {
+	covered[3] = true
+	if got := pickPull(covered, rank); got != -1 {
 		t.Fatalf("pick %d with every piece covered, want -1", got)
 	}
-	if got := newPullPicker(3).pick(covered, true); got != -1 {
-		t.Fatalf("first pick %d with every piece covered, want -1", got)
-	}
-	// A run at the very start has nobody walking into it.
-	if got := newPullPicker(4).pickGap([]bool{false, true}, walkerGap); got != 0 {
-		t.Fatalf("pick %d, want 0", got)
-	}
 }
 
-// TestPullPickersSpread: agents starting at once, knowing nothing of each other,
-// mostly pick different pieces. The picks of 8 agents over a 256-piece blob where
-// every agent sees what the others completed, in lockstep rounds, cover the blob
-// with few pieces picked twice.
-func TestPullPickersSpread(t *testing.T) {
-	const pieces, agents = 256, 8
-	covered := make([]bool, pieces)
-	pickers := make([]*pullPicker, agents)
-	for i := range pickers {
-		pickers[i] = newPullPicker(uint64(100 + i))
+// TestPieceRanks: agents that know the same swarm share the pieces out exactly, each
+// about evenly, and rank each piece differently; alone, an agent owns every piece.
+func TestPieceRanks(t *testing.T) {
+	const pieces, agents = 1024, 10
+	ids := make([][20]byte, agents)
+	for i := range ids {
+		ids[i][0], ids[i][19] = byte(i), byte(7*i+1)
 	}
-	picks := 0
-	for {
-		var round []int
-		for _, p := range pickers {
-			view := append([]bool(nil), covered...)
-			if i := p.pick(view, false); i >= 0 {
-				round = append(round, i)
+	ranks := make([][]int, agents)
+	for a := range agents {
+		ranks[a] = pieceRanks(pieces, ids[a], ids)
+		n := 0
+		for _, r := range ranks[a] {
+			if r == 0 {
+				n++
 			}
 		}
-		if len(round) == 0 {
-			break
-		}
-		picks += len(round)
-		for _, i := range round {
-			covered[i] = true
+		if n < pieces/agents/2 || n > 2*pieces/agents {
+			t.Errorf("agent %d owns %d of %d pieces, want about %d", a, n, pieces, pieces/agents)
 		}
 	}
-	t.Logf("%d picks for %d pieces", picks, pieces)
-	if picks > pieces*11/10 {
-		t.Fatalf("%d picks for %d pieces: agents pulled the same pieces", picks, pieces)
+	for i := range pieces {
+		seen := make([]bool, agents)
+		for a := range agents {
+			r := ranks[a][i]
+			if r < 0 || r >= agents || seen[r] {
+				t.Fatalf("piece %d: agent %d ranks %d, taken or out of range", i, a, r)
+			}
+			seen[r] = true
+		}
+	}
+	for i, r := range pieceRanks(pieces, ids[0], nil) {
+		if r != 0 {
+			t.Fatalf("alone, piece %d ranks %d", i, r)
+		}
 	}
 }
 

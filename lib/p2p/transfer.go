@@ -32,8 +32,25 @@ type active struct {
 	// over HTTP gets the origins' share of the pieces, or once it gave up.
 	originPeers atomic.Bool
 	pokeCh      chan struct{} // wakes the announce loop to announce at once
-	readers     atomic.Int32
-	used        atomic.Int64 // unix nanoseconds of the last use
+
+	handedMu sync.Mutex
+	handed   [][20]byte // peer ids of the agents in the tracker's last hand-out
+	readers  atomic.Int32
+	used     atomic.Int64 // unix nanoseconds of the last use
+}
+
+// setHandedOut records the agents of the tracker's latest hand-out.
+func (a *active) setHandedOut(ids [][20]byte) {
+	a.handedMu.Lock()
+	defer a.handedMu.Unlock()
+	a.handed = ids
+}
+
+// handedOut returns a copy of the agents of the tracker's latest hand-out.
+func (a *active) handedOut() [][20]byte {
+	a.handedMu.Lock()
+	defer a.handedMu.Unlock()
+	return append([][20]byte(nil), a.handed...)
 }
 
 // poke makes the announce loop announce at once.
