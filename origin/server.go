@@ -220,6 +220,15 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if r.Method == http.MethodGet {
+		if rc := s.openFilling(r.Context(), d); rc != nil {
+			defer rc.Close()
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("Docker-Content-Digest", d.String())
+			http.ServeContent(w, r, "", time.Time{}, rc)
+			return nil
+		}
+	}
 	if err := s.ensureLocal(r.Context(), d); err != nil {
 		if r.Method == http.MethodHead && errors.Is(err, errBackendDown) {
 			// A HEAD is how a pusher (through the proxy) asks whether to upload: with the
@@ -240,6 +249,21 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Docker-Content-Digest", d.String())
 	http.ServeContent(w, r, "", time.Time{}, f)
 	return nil
+}
+
+// openFilling returns a reader of d while d is filled from the backend piece by piece
+// (see fill), nil if d is held already or can't be filled that way. Its reads wait for
+// verified pieces, so agents pulling pieces of a cold blob get the first ones while
+// the rest are still on their way from the backend.
+func (s *Server) openFilling(ctx context.Context, d digest.Digest) io.ReadSeekCloser {
+	if _, err := s.store.Stat(d); !errors.Is(err, blobstore.ErrNotFound) {
+		return nil
+	}
+	tr, err := s.fill(ctx, d)
+	if err != nil || tr == nil || fillFailed(tr) {
+		return nil
+	}
+	return tr.NewPassiveReader()
 }
 
 // getMetainfo answers the torrent info of d and starts seeding it: the tracker asks
