@@ -27,7 +27,7 @@ import (
 
 // Piece lengths, by blob size.
 const (
-	smallPiece  = 1 << 20
+	smallPiece  = 512 << 10
 	mediumPiece = 4 << 20
 	largePiece  = 16 << 20
 
@@ -66,10 +66,12 @@ type Result struct {
 // 8 leechers, with 1 MiB pieces 1.8-2.3 GiB) and make the first verified bytes of a
 // stream arrive sooner (a piece is the unit of verification). In the benchmark's flash
 // crowd (10 agents, 256 MiB, 100 Mbit/s) 1 MiB pieces instead of 4 MiB halved the time
-// and the origin's bytes. Each piece costs ~400 B of heap per torrent in the client and
-// 20 B of metainfo. So: up to 1 GiB, 1 MiB pieces (at most 1024 pieces, ~400 KiB of
-// heap, 20 KiB of info); up to 4 GiB, 4 MiB (at most 1024); above, 16 MiB (a 20 GiB
-// blob has 1280 pieces).
+// and the origin's bytes, and 512 KiB instead of 1 MiB took another 0.1x of the floor
+// off (1.25-1.29x instead of 1.35-1.42x), for ~20% more CPU; 256 KiB was no faster
+// again and cost 60% more CPU (docs/BENCHMARKS.md). Each piece costs ~400 B of heap per
+// torrent in the client and 20 B of metainfo. So: up to 1 GiB, 512 KiB pieces (at most
+// 2048 pieces, ~800 KiB of heap, 40 KiB of info); up to 4 GiB, 4 MiB (at most 1024);
+// above, 16 MiB (a 20 GiB blob has 1280 pieces).
 func PieceLength(size int64) int64 {
 	switch {
 	case size <= smallBlob:

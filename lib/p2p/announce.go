@@ -79,6 +79,7 @@ func (e *Engine) announceLoop(a *active, src PeerSource) {
 		complete := a.committed()
 		if s.due(now, complete, a.t.Stats().ActivePeers, a.t.BytesCompleted()) {
 			interval, err := e.announce(a, src, complete)
+			a.announced()
 			failures = e.logAnnounce(a, err, failures)
 			s.announced(now, complete, interval)
 		}

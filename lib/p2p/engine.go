@@ -331,7 +331,7 @@ func (e *Engine) open(res metainfo.Result) (*active, error) {
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
 	a := &active{d: res.Digest, ih: res.InfoHash, length: res.Size, t: t, ct: ct,
-		stop: make(chan struct{}), pokeCh: make(chan struct{}, 1)}
+		stop: make(chan struct{}), pokeCh: make(chan struct{}, 1), answered: make(chan struct{})}
 	a.originPeers.Store(true)
 	return a, nil
 }

@@ -206,8 +206,8 @@ func TestSwarm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info, _, _ := metainfo.Parse(res.InfoBytes); info.PieceLength != 1<<20 {
-		t.Fatalf("piece length %d, want 1 MiB", info.PieceLength)
+	if info, _, _ := metainfo.Parse(res.InfoBytes); info.PieceLength != 512<<10 {
+		t.Fatalf("piece length %d, want 512 KiB", info.PieceLength)
 	}
 	if err := origin.Seed(d, res.InfoBytes); err != nil {
 		t.Fatal(err)

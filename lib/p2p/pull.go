@@ -18,10 +18,15 @@ type OriginRanges func(ctx context.Context, off, n int64) (io.ReadCloser, error)
 // Origin pull timing and limits.
 const (
 	pullIdle        = 200 * time.Millisecond // nothing to pull: look again after this
+	pullStuckAfter  = 2 * time.Second        // nothing to pull this long: take any uncovered piece
 	pullPieceTime   = 2 * time.Minute        // one piece over HTTP, at most
 	pullMaxFailures = 5                      // consecutive failed pieces before falling back to BT
 	pullBackoff     = 250 * time.Millisecond // after a failure, doubled per failure
 	pullCopyBuf     = 256 << 10
+	// soloPullWindow is how many pieces an agent that knows no other agent pulls at
+	// once: nobody shares the origin with it, and one piece at a time left the
+	// loopback pull at ~330 MiB/s, four at ~390 (docs/BENCHMARKS.md).
+	soloPullWindow = 4
 )
 
 // pickPull decides which piece an agent pulls from the origins next. The pieces are
@@ -31,17 +36,19 @@ const (
 // send each piece once. Done with its share, an agent helps the others: it takes the
 // pieces it ranks next after their owner for, from the highest down, so it meets the
 // owner, who works upwards, only at the end of the owner's share; this also covers the
-// share of an agent that is gone. Views differ for a moment as agents join or leave.
-// It does no I/O.
+// share of an agent that is gone. Only an agent with nothing to do for pullStuckAfter
+// takes pieces it ranks lower for (another agent ranks next for them and may be
+// pulling them). Views differ for a moment as agents join or leave. It does no I/O.
 //
-// rank[i] is the agent's place among the swarm for piece i (0: its owner). It returns
-// the piece to pull, or -1 when every piece is covered (held here, held by a
-// connected peer, or being pulled already).
-func pickPull(covered []bool, rank []int) int {
+// rank[i] is the agent's place among the swarm for piece i (0: its owner); pieces it
+// ranks after maxRank for are left alone. It returns the piece to pull, or -1 when
+// none is left that is not covered (held here, held by a connected peer, or being
+// pulled already).
+func pickPull(covered []bool, rank []int, maxRank int) int {
 	best := -1
 	for i, c := range covered {
 		switch {
-		case c:
+		case c || rank[i] > maxRank:
 		case rank[i] == 0:
 			return i
 		case best < 0 || rank[i] <= rank[best]:
@@ -91,7 +98,8 @@ func rendezvous(key uint64, piece int) uint64 {
 }
 
 // pull fetches a's pieces from the origins over HTTP, Config.OriginWindowPieces at a
-// time, until every piece is held here; pieces a connected peer holds are left to the
+// time (soloPullWindow while the agent knows no other agent), until every piece is
+// held here; pieces a connected peer holds are left to the
 // swarm. After pullMaxFailures pieces in a row fail, it stops and lets the client
 // fetch from the origins over BitTorrent instead. Runs in its own goroutine.
 func (e *Engine) pull(a *active, open OriginRanges) {
@@ -112,11 +120,11 @@ func (e *Engine) pull(a *active, open OriginRanges) {
 
 	ps := &pullState{a: a, inflight: make([]bool, a.t.NumPieces())}
 	var wg sync.WaitGroup
-	for range e.cfg.OriginWindowPieces {
+	for w := range max(e.cfg.OriginWindowPieces, soloPullWindow) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.pullWorker(ctx, ps, open)
+			e.pullWorker(ctx, ps, open, w >= e.cfg.OriginWindowPieces)
 		}()
 	}
 	wg.Wait()
@@ -140,13 +148,13 @@ type pullState struct {
 }
 
 // claim picks the next piece to pull and marks it in flight, or returns -1.
-func (ps *pullState) claim(covered []bool, rank []int) int {
+func (ps *pullState) claim(covered []bool, rank []int, maxRank int) int {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for i, f := range ps.inflight {
 		covered[i] = covered[i] || f
 	}
-	i := pickPull(covered, rank)
+	i := pickPull(covered, rank, maxRank)
 	if i >= 0 {
 		ps.inflight[i] = true
 	}
@@ -176,16 +184,38 @@ func (ps *pullState) backoff() time.Duration {
 	return min(pullBackoff<<max(ps.failures-1, 0), 4*time.Second)
 }
 
-func (e *Engine) pullWorker(ctx context.Context, ps *pullState, open OriginRanges) {
+// pullWorker pulls pieces until the blob is whole; a solo worker only while the agent
+// knows no other agent.
+func (e *Engine) pullWorker(ctx context.Context, ps *pullState, open OriginRanges, solo bool) {
 	a := ps.a
 	buf := make([]byte, min(pullCopyBuf, a.ct.pieceLen))
+	// Until the tracker has answered, every agent of a flash crowd would think itself
+	// alone, owning every piece, and pull the same first ones.
+	select {
+	case <-a.answered:
+	case <-ctx.Done():
+		return
+	}
+	var idleSince time.Time // zero while there is something to pull
 	for ctx.Err() == nil {
 		covered, members := e.swarmView(a)
-		i := ps.claim(covered, pieceRanks(len(covered), e.rawID, members))
-		if i < 0 {
+		if solo && len(members) > 0 {
 			sleepCtx(ctx, pullIdle)
 			continue
 		}
+		maxRank := 1
+		if !idleSince.IsZero() && time.Since(idleSince) >= pullStuckAfter {
+			maxRank = len(covered) // any
+		}
+		i := ps.claim(covered, pieceRanks(len(covered), e.rawID, members), maxRank)
+		if i < 0 {
+			if idleSince.IsZero() {
+				idleSince = time.Now()
+			}
+			sleepCtx(ctx, pullIdle)
+			continue
+		}
+		idleSince = time.Time{}
 		err := e.pullPiece(ctx, a, open, i, buf)
 		if ctx.Err() != nil {
 			return

@@ -18,20 +18,24 @@ import (
 func TestPickPull(t *testing.T) {
 	covered := []bool{true, false, false, false, false, false}
 	rank := []int{0, 1, 0, 2, 0, 1}
-	if got := pickPull(covered, rank); got != 2 {
+	if got := pickPull(covered, rank, 1); got != 2 {
 		t.Fatalf("pick %d, want 2: the lowest owned piece not covered", got)
 	}
 	covered[2], covered[4] = true, true
-	// Its share done, the agent takes the highest piece it ranks best for after the owner.
-	if got := pickPull(covered, rank); got != 5 {
+	// Its share done, the agent takes the highest piece it ranks next for after the owner.
+	if got := pickPull(covered, rank, 1); got != 5 {
 		t.Fatalf("pick %d, want 5", got)
 	}
 	covered[1], covered[5] = true, true
-	if got := pickPull(covered, rank); got != 3 {
-		t.Fatalf("pick %d, want 3", got)
+	// Piece 3 has another agent next in line: left alone unless stuck.
+	if got := pickPull(covered, rank, 1); got != -1 {
+		t.Fatalf("pick %d, want -1", got)
+	}
+	if got := pickPull(covered, rank, len(rank)); got != 3 {
+		t.Fatalf("stuck pick %d, want 3", got)
 	}
 	covered[3] = true
-	if got := pickPull(covered, rank); got != -1 {
+	if got := pickPull(covered, rank, len(rank)); got != -1 {
 		t.Fatalf("pick %d with every piece covered, want -1", got)
 	}
 }

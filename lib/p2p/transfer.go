@@ -34,7 +34,9 @@ type active struct {
 	pokeCh      chan struct{} // wakes the announce loop to announce at once
 
 	handedMu sync.Mutex
-	handed   [][20]byte // peer ids of the agents in the tracker's last hand-out
+	handed   [][20]byte    // peer ids of the agents in the tracker's last hand-out
+	answered chan struct{} // closed once the first announce is answered (or failed)
+	answer   sync.Once
 	readers  atomic.Int32
 	used     atomic.Int64 // unix nanoseconds of the last use
 }
@@ -45,6 +47,9 @@ func (a *active) setHandedOut(ids [][20]byte) {
 	defer a.handedMu.Unlock()
 	a.handed = ids
 }
+
+// announced marks the first announce as done.
+func (a *active) announced() { a.answer.Do(func() { close(a.answered) }) }
 
 // handedOut returns a copy of the agents of the tracker's latest hand-out.
 func (a *active) handedOut() [][20]byte {

@@ -305,8 +305,12 @@ proxy: 127.0.0.1:1
 		}
 		p, err := pullOnce(ctx, agentAddr, d, o.size, o.timeout, agent, origin)
 		if err == nil {
+			// The client has every byte once each piece is verified; the agent commits
+			// its copy (whole-blob sha256, fsync) just after.
 			agentStore, _ := blobstore.New(agentDir)
-			p.sha, err = hashFile(agentStore.BlobPath(d))
+			if err = waitFile(agentStore.BlobPath(d), time.Minute); err == nil {
+				p.sha, err = hashFile(agentStore.BlobPath(d))
+			}
 			if err == nil && p.sha != d.Encoded() {
 				err = fmt.Errorf("agent's copy hashes to %s, want %s", p.sha, d.Encoded())
 			}
@@ -606,4 +610,16 @@ func tcpCopy(src, dst string, size int64) (time.Duration, error) {
 		return 0, fmt.Errorf("TCP copy: %d of %d bytes", r.n, size)
 	}
 	return took, nil
+}
+
+// waitFile waits for path to exist.
+func waitFile(path string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := os.Stat(path)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
