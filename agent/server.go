@@ -68,8 +68,9 @@ func (s *Server) Handler(metrics http.Handler) http.Handler {
 const headStartWait = time.Second
 
 // blobSource serves blobs from the local cache, fetching misses: small ones over HTTP
-// from the origins, the rest through the swarm, streamed from verified pieces (the
-// first piece from an origin, see headFirstReader).
+// from the origins, the rest through the swarm (the pieces no peer holds pulled from
+// the origins over HTTP, see lib/p2p pull), streamed from verified pieces (the first
+// piece from an origin, see headFirstReader).
 type blobSource struct {
 	store       *blobstore.Store
 	engine      *p2p.Engine

@@ -39,13 +39,15 @@ type Config struct {
 	// 1 MiB was ~12% faster in the 100 Mbit/s flash crowd of docs/BENCHMARKS.md, with
 	// less from the origin, but raised agent RSS from ~80 to ~220 MiB.
 	ChunkSize int `yaml:"chunk_size"`
-	// OriginWindowPieces is how many pieces' worth of chunk requests this host keeps
-	// outstanding at one origin; default 1. Requests queue at an origin serving a
-	// whole flash crowd: with the library's own limit (hundreds of chunks) an agent's
-	// requests waited there for seconds while other agents fetched the same pieces,
-	// and the origin sent 1.7x the blob instead of 1.25x (docs/BENCHMARKS.md). Whole
-	// pieces, because windows cut mid-piece (3, 5, 6 chunks of a 4-chunk piece) left
-	// pieces unfinished for tens of seconds and stalled the swarm.
+	// OriginWindowPieces is how many pieces this host fetches from origins at once:
+	// ranged GETs when it pulls from them over HTTP (Fetch with OriginRanges), else
+	// pieces' worth of chunk requests outstanding at one origin; default 1. An origin
+	// serves a whole flash crowd: with more pieces per agent, or the library's own
+	// request limit (hundreds of chunks), requests waited at the origin while other
+	// agents fetched the same pieces, and the origin sent more of the blob
+	// (docs/BENCHMARKS.md). Whole pieces, because BitTorrent windows cut mid-piece
+	// (3, 5, 6 chunks of a 4-chunk piece) left pieces unfinished for tens of seconds
+	// and stalled the swarm.
 	OriginWindowPieces int `yaml:"origin_window_pieces"`
 	// MaxConnsPerTorrent caps established peer connections per blob; default 50.
 	// Origins serve many agents and want more (200).
