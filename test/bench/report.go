@@ -72,7 +72,7 @@ type result struct {
 // agentBytes are one agent's P2P byte counters after the P2P phase (-1 = unknown).
 type agentBytes struct {
 	fromOrigins, fromPeers, uploaded, head, pulled int64
-	peers                                  int64 // peer connections once every agent was done
+	peers                                          int64 // peer connections once every agent was done
 }
 
 // key names the scenario: a later run of the same scenario replaces its section.
