@@ -160,6 +160,11 @@ func (e *Engine) clientConfig(peerID []byte) *torrent.ClientConfig {
 	cc.DisableAcceptRateLimiting = true
 	// A finite upload limiter stalls transfers in v1.61.0 and caps request sizes.
 	cc.UploadRateLimiter = rate.NewLimiter(rate.Inf, 0)
+	// Two agents that dial each other at once otherwise keep both connections, and
+	// the client moves chunk requests between them (work stealing): each move can
+	// bring a chunk twice. Agents received 14% of the blob redundantly with both
+	// connections kept, 5-6% with one (docs/BENCHMARKS.md).
+	cc.DropDuplicatePeerIds = true
 	cc.EstablishedConnsPerTorrent = e.cfg.MaxConnsPerTorrent
 	cc.HalfOpenConnsPerTorrent = halfOpenPerTorrent
 	cc.TotalHalfOpenConns = halfOpenTotal
@@ -407,7 +412,8 @@ func (e *Engine) sample() {
 	e.mu.Unlock()
 	e.m.peers.Update(float64(conns))
 	cs := e.client.ConnStats()
-	if bad := e.m.sample(cs.BytesWrittenData.Int64(), cs.PiecesDirtiedBad.Int64()); bad > 0 {
+	redundant := cs.BytesReadData.Int64() - cs.BytesReadUsefulData.Int64()
+	if bad := e.m.sample(cs.BytesWrittenData.Int64(), redundant, cs.PiecesDirtiedBad.Int64()); bad > 0 {
 		e.log.Warn("pieces failed verification", zap.Int64("pieces", bad))
 	}
 }

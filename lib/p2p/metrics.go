@@ -16,6 +16,9 @@ type Stats struct {
 	// BytesPulled counts piece data read from origins over HTTP (Fetch with
 	// OriginRanges), whether or not it was needed in the end.
 	BytesPulled int64
+	// BytesRedundant counts piece data received from peers that was not needed any
+	// more (another peer, or a pull, delivered it first).
+	BytesRedundant int64
 	// BytesUploaded counts piece data sent to peers.
 	BytesUploaded int64
 	// BlobsCompleted counts downloads committed to the store.
@@ -27,14 +30,15 @@ type Stats struct {
 // metrics reports to the scope the engine was given. Names carry no "p2p_" prefix:
 // components pass a scope already named "p2p" (shoal_agent_p2p_bytes_downloaded).
 type metrics struct {
-	fromOrigins, fromPeers, fromOriginsHTTP, uploaded, completed, bad tally.Counter
-	active, peers                                                     tally.Gauge
+	fromOrigins, fromPeers, fromOriginsHTTP, redundant, uploaded, completed, bad tally.Counter
+	active, peers                                                                tally.Gauge
 
 	nFromOrigins, nFromPeers, nPulled, nCompleted atomic.Int64
 
-	mu        sync.Mutex // guards the sampled totals
-	nUploaded int64
-	nBad      int64
+	mu         sync.Mutex // guards the sampled totals
+	nUploaded  int64
+	nRedundant int64
+	nBad       int64
 }
 
 func newMetrics(scope tally.Scope) *metrics {
@@ -45,6 +49,7 @@ func newMetrics(scope tally.Scope) *metrics {
 		fromOrigins:     downloaded("origin"),
 		fromPeers:       downloaded("peer"),
 		fromOriginsHTTP: downloaded("origin_http"),
+		redundant:       scope.Counter("bytes_redundant"),
 		uploaded:        scope.Counter("bytes_uploaded"),
 		completed:       scope.Counter("blobs_completed"),
 		bad:             scope.Counter("bad_pieces"),
@@ -74,14 +79,18 @@ func (m *metrics) blobCompleted() {
 	m.nCompleted.Add(1)
 }
 
-// sample takes the client's cumulative upload and bad-piece totals, reports what is
-// new, and returns the number of new bad pieces.
-func (m *metrics) sample(uploaded, bad int64) int64 {
+// sample takes the client's cumulative upload, redundant and bad-piece totals,
+// reports what is new, and returns the number of new bad pieces.
+func (m *metrics) sample(uploaded, redundant, bad int64) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if d := uploaded - m.nUploaded; d > 0 {
 		m.uploaded.Inc(d)
 		m.nUploaded = uploaded
+	}
+	if d := redundant - m.nRedundant; d > 0 {
+		m.redundant.Inc(d)
+		m.nRedundant = redundant
 	}
 	d := bad - m.nBad
 	if d > 0 {
@@ -98,6 +107,7 @@ func (m *metrics) stats() Stats {
 		BytesFromOrigins: m.nFromOrigins.Load(),
 		BytesFromPeers:   m.nFromPeers.Load(),
 		BytesPulled:      m.nPulled.Load(),
+		BytesRedundant:   m.nRedundant,
 		BytesUploaded:    m.nUploaded,
 		BlobsCompleted:   m.nCompleted.Load(),
 		BadPieces:        m.nBad,

@@ -338,6 +338,7 @@ func run(args []string) (err error) {
 			{&ab.pulled, "shoal_agent_p2p_bytes_downloaded", `source="origin_http"`},
 			{&ab.fromPeers, "shoal_agent_p2p_bytes_downloaded", `source="peer"`},
 			{&ab.uploaded, "shoal_agent_p2p_bytes_uploaded", ""},
+			{&ab.redundant, "shoal_agent_p2p_bytes_redundant", ""},
 			{&ab.peers, "shoal_agent_p2p_peer_connections", ""},
 			{&ab.head, "shoal_agent_head_bytes", ""},
 		} {

@@ -71,8 +71,8 @@ type result struct {
 
 // agentBytes are one agent's P2P byte counters after the P2P phase (-1 = unknown).
 type agentBytes struct {
-	fromOrigins, fromPeers, uploaded, head, pulled int64
-	peers                                          int64 // peer connections once every agent was done
+	fromOrigins, fromPeers, uploaded, head, pulled, redundant int64
+	peers                                                     int64 // peer connections once every agent was done
 }
 
 // key names the scenario: a later run of the same scenario replaces its section.
@@ -255,8 +255,12 @@ func (r *result) markdown() string {
 			useful += ab.fromOrigins + ab.fromPeers + max(ab.pulled, 0)
 		}
 		if known && sent > 0 {
-			w("| P2P bytes sent (origins + agents) / useful bytes received | %.2f (%.0f%% of what was sent was not needed) | |\n",
-				float64(sent)/float64(useful), 100*float64(sent-useful)/float64(sent))
+			var redundant int64
+			for _, ab := range r.agentBytes {
+				redundant += max(ab.redundant, 0)
+			}
+			w("| P2P bytes sent (origins + agents) / useful bytes received | %.2f (%.0f%% of what was sent was not needed; agents received %.0f%% of the blob each, on average, that another peer had delivered first) | |\n",
+				float64(sent)/float64(useful), 100*float64(sent-useful)/float64(sent), 100*float64(redundant)/float64(len(r.agentBytes))/float64(o.blobSize))
 		}
 	}
 	w("| CPU seconds per GiB delivered, all Shoal processes | %.2f (agents %.2f, origins %.2f; %.1f CPU-s for %.2f GiB) | |\n",
