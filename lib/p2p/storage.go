@@ -234,7 +234,10 @@ func (ct *casTorrent) setPiece(i int, ok bool) (last bool) {
 
 // commit moves the finished partial file into the store. A sha256 mismatch means the
 // info's pieces describe other bytes than its name: the file is deleted, the pieces
-// marked missing and the transfer fails with blobstore.ErrDigestMismatch.
+// marked missing and the transfer fails with blobstore.ErrDigestMismatch. The hash and
+// fsync run at the lowest CPU priority: readers don't wait for them, and at the end of
+// a flash crowd they took the CPU that streamed the last bytes to clients (1.5-2 s
+// later, docs/BENCHMARKS.md).
 func (ct *casTorrent) commit() {
 	ct.committing.Lock()
 	defer ct.committing.Unlock()
@@ -245,10 +248,7 @@ func (ct *casTorrent) commit() {
 		return
 	}
 	start := time.Now()
-	defer func() {
-		ct.s.log.Info("blob committed", zap.Stringer("digest", ct.d), zap.Int64("bytes", ct.size), zap.Duration("took", time.Since(start)))
-	}()
-	if err := ct.s.store.CommitPartial(ct.d); err != nil {
+	if err := inBackground(func() error { return ct.s.store.CommitPartial(ct.d) }); err != nil {
 		ct.s.log.Error("commit failed", zap.Stringer("digest", ct.d), zap.Error(err))
 		ct.mu.Lock()
 		clear(ct.have)
@@ -259,6 +259,7 @@ func (ct *casTorrent) commit() {
 	}
 	ct.finish(nil, true)
 	ct.s.committed()
+	ct.s.log.Info("blob committed", zap.Stringer("digest", ct.d), zap.Int64("bytes", ct.size), zap.Duration("took", time.Since(start)))
 }
 
 // close releases the file; a blob that never completed leaves no partial file behind.
@@ -300,6 +301,10 @@ func (p casPiece) WriteAt(b []byte, off int64) (int, error) {
 // MarkComplete is called by the client, without its lock, once the piece's SHA-1 is
 // verified. Completing the last piece commits the blob before returning.
 func (p casPiece) MarkComplete() error {
+	// Start writing the piece to disk now: left to the commit's fsync, the dirty pages
+	// of ten agents' blobs were flushed at once and stalled the writes of the last
+	// pieces (docs/BENCHMARKS.md).
+	startWriteback(p.ct.f, p.off, min(p.ct.pieceLen, p.ct.size-p.off))
 	if p.ct.setPiece(p.index, true) {
 		p.ct.commit()
 	}
