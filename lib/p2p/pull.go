@@ -260,10 +260,14 @@ func (e *Engine) pullPiece(ctx context.Context, a *active, open OriginRanges, i 
 			return fmt.Errorf("read piece %d: %w", i, err)
 		}
 	}
+	before := ct.verifyCount(i)
 	if err := a.t.Piece(i).VerifyDataContext(ctx); err != nil {
 		return fmt.Errorf("verify piece %d: %w", i, err)
 	}
-	if !ct.pieceComplete(i) {
+	if !ct.waitVerified(ctx, i, before) {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("verify piece %d: %w", i, err)
+		}
 		return fmt.Errorf("piece %d from origin failed verification", i)
 	}
 	return nil

@@ -106,6 +106,7 @@ func (s *casStorage) openTorrent(info *tmeta.Info) (*casTorrent, error) {
 	}
 	ct.f = f
 	ct.have = make([]bool, info.NumPieces())
+	ct.verifies = make([]int, info.NumPieces())
 	ct.missing = len(ct.have)
 	return ct, nil
 }
@@ -123,6 +124,7 @@ type casTorrent struct {
 	mu         sync.Mutex
 	changed    *sync.Cond // on mu: broadcast when a piece or the outcome changes
 	have       []bool     // verified pieces, until committed
+	verifies   []int      // per piece: how many verifications were reported (MarkComplete or MarkNotComplete)
 	missing    int
 	complete   bool // committed to the store: every piece is there
 	closed     bool
@@ -219,6 +221,10 @@ func (ct *casTorrent) writeUnverified(b []byte, off int64, i int) (written bool,
 func (ct *casTorrent) setPiece(i int, ok bool) (last bool) {
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
+	if ct.verifies != nil {
+		ct.verifies[i]++
+		ct.changed.Broadcast()
+	}
 	if ct.complete || ct.closed || ct.have[i] == ok {
 		return false
 	}
@@ -322,6 +328,45 @@ func (p casPiece) MarkNotComplete() error {
 // learn whether it has it.
 func (p casPiece) Completion() storage.Completion {
 	return storage.Completion{Ok: true, Complete: p.ct.pieceComplete(p.index)}
+}
+
+// verifyCount returns how many verifications of piece i were reported so far.
+func (ct *casTorrent) verifyCount(i int) int {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if ct.verifies == nil {
+		return 0
+	}
+	return ct.verifies[i]
+}
+
+// waitVerified waits until a verification of piece i after the first `after` ones is
+// reported (the client counts a verification done before it tells the storage) and
+// returns whether the piece is verified; false too if the transfer ended or ctx is
+// done.
+func (ct *casTorrent) waitVerified(ctx context.Context, i, after int) bool {
+	stop := context.AfterFunc(ctx, func() {
+		ct.mu.Lock()
+		ct.changed.Broadcast()
+		ct.mu.Unlock()
+	})
+	defer stop()
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	for {
+		if ct.complete || ct.have[i] {
+			return true
+		}
+		if ct.verifies[i] > after || ctx.Err() != nil {
+			return false
+		}
+		select {
+		case <-ct.done:
+			return false
+		default:
+		}
+		ct.changed.Wait()
+	}
 }
 
 // waitDone blocks until the blob is committed (nil), the transfer ended without it
