@@ -64,7 +64,7 @@ func (s *Server) Handler(metrics http.Handler) http.Handler {
 	return r
 }
 
-// headStartWait bounds how long pulls wait for the client's first piece to start.
+// headStartWait bounds how long pulls wait for the client's first piece.
 const headStartWait = time.Second
 
 // blobSource serves blobs from the local cache, fetching misses: small ones over HTTP
@@ -114,13 +114,15 @@ func (b *blobSource) Open(ctx context.Context, d digest.Digest) (io.ReadSeekClos
 		}
 		return b.openCached(d)
 	}
-	// The swarm's pulls from the origins wait for the client's first piece to be on
-	// its way (or a second): requests queue at a busy origin, and the first piece is
-	// what the client waits on.
-	headOpen := make(chan struct{})
+	// The swarm's pulls from the origins wait for the client's first piece (or a
+	// second): requests queue at a busy origin, and in a flash crowd the pulls of the
+	// agents whose heads were answered first delayed the others' first bytes past
+	// one piece time (docs/BENCHMARKS.md). The origin is busy sending the heads
+	// meanwhile.
+	headDone := make(chan struct{})
 	pull := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
 		select {
-		case <-headOpen:
+		case <-headDone:
 		case <-time.After(headStartWait):
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -132,7 +134,7 @@ func (b *blobSource) Open(ctx context.Context, d digest.Digest) (io.ReadSeekClos
 		return nil, 0, fmt.Errorf("agent fetch %s: %w", d, err)
 	}
 	r := newHeadFirstReader(ctx, d, t, info.pieceLength, b.origins, b.log, b.scope.Counter("head_bytes"))
-	r.opened = sync.OnceFunc(func() { close(headOpen) })
+	r.headEnd = sync.OnceFunc(func() { close(headDone) })
 	return r, t.Length(), nil
 }
 

@@ -31,7 +31,7 @@ type headFirstReader struct {
 	origins *originset.Set
 	log     *zap.Logger
 	bytes   tally.Counter // head bytes read from origins
-	opened  func()        // if set, called once the head's GET is answered or has failed
+	headEnd func()        // if set, called once the head is read, has failed, or is skipped
 
 	headLen  int64         // bytes served by the head: the first piece
 	pos      int64         // the client's position
@@ -57,8 +57,8 @@ func (r *headFirstReader) Read(p []byte) (int, error) {
 		}
 	}
 	if r.swarm == nil {
-		if r.opened != nil {
-			r.opened() // no head (the client started past it, or it failed)
+		if r.headEnd != nil {
+			r.headEnd() // no head (the client started past it, or it failed)
 		}
 		if r.headOff {
 			r.swarm = r.tx.NewReader() // the piece the head stopped in is wanted now
@@ -86,9 +86,6 @@ func (r *headFirstReader) readHead(p []byte) (int, bool) {
 	}
 	if r.head == nil {
 		body, err := r.openHead()
-		if r.opened != nil {
-			r.opened()
-		}
 		if err != nil {
 			r.failHead(err)
 			return 0, false
@@ -103,6 +100,9 @@ func (r *headFirstReader) readHead(p []byte) (int, bool) {
 	switch {
 	case r.pos >= r.headLen:
 		r.closeHead()
+		if r.headEnd != nil {
+			r.headEnd()
+		}
 	case err != nil && !errors.Is(err, io.EOF):
 		r.failHead(err)
 	case err != nil:
@@ -164,8 +164,8 @@ func (r *headFirstReader) Seek(offset int64, whence int) (int64, error) {
 }
 
 func (r *headFirstReader) Close() error {
-	if r.opened != nil {
-		r.opened() // a reader closed before its head opened holds no pull back
+	if r.headEnd != nil {
+		r.headEnd() // a reader closed before its head ended holds no pull back
 	}
 	r.closeHead()
 	if r.swarm != nil {
