@@ -68,17 +68,7 @@ func TestColdMetainfoFromSidecar(t *testing.T) {
 
 	ctx := t.Context()
 	data := randomBytes(3<<20+123, 22)
-	d := digest.FromBytes(data)
-	res, err := metainfo.Generate(bytes.NewReader(data), metainfo.PieceLength(int64(len(data))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.be.Upload(ctx, backend.BlobName(d), bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.be.Upload(ctx, backend.BlobInfoName(d), bytes.NewReader(res.InfoBytes)); err != nil {
-		t.Fatal(err)
-	}
+	d, res := putInBackend(t, o, data)
 
 	got, err := o.c.Metainfo(ctx, d)
 	if err != nil {
@@ -136,17 +126,7 @@ func TestColdRangeServedWhileFilling(t *testing.T) {
 
 	ctx := t.Context()
 	data := randomBytes(4<<20+321, 23)
-	d := digest.FromBytes(data)
-	res, err := metainfo.Generate(bytes.NewReader(data), metainfo.PieceLength(int64(len(data))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.be.Upload(ctx, backend.BlobName(d), bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.be.Upload(ctx, backend.BlobInfoName(d), bytes.NewReader(res.InfoBytes)); err != nil {
-		t.Fatal(err)
-	}
+	d, _ := putInBackend(t, o, data)
 
 	const n = 100 << 10
 	got := make(chan []byte, 1)
@@ -174,6 +154,24 @@ func TestColdRangeServedWhileFilling(t *testing.T) {
 		t.Fatal("downloaded bytes differ from the backend's")
 	}
 	waitStored(t, o, d, int64(len(data)))
+}
+
+// putInBackend puts data and its info sidecar into o's backend only, as a blob the
+// origin does not hold.
+func putInBackend(t *testing.T, o *testOrigin, data []byte) (digest.Digest, metainfo.Result) {
+	t.Helper()
+	d := digest.FromBytes(data)
+	res, err := metainfo.Generate(bytes.NewReader(data), metainfo.PieceLength(int64(len(data))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.be.Upload(t.Context(), backend.BlobName(d), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.be.Upload(t.Context(), backend.BlobInfoName(d), bytes.NewReader(res.InfoBytes)); err != nil {
+		t.Fatal(err)
+	}
+	return d, res
 }
 
 // fillTestTimeout bounds waits for fills; it is a hang guard, not an assertion.

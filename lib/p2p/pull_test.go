@@ -115,19 +115,7 @@ func TestPullAloneFromOrigin(t *testing.T) {
 	t.Parallel()
 	data := randomBlob(6<<20+12345, 21)
 	d := digest.FromBytes(data)
-	res, err := metainfo.Generate(bytes.NewReader(data), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	origin := newNode(t, "127.0.0.40")
-	if _, err := origin.store.Ingest(d, bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	if err := origin.Seed(d, res.InfoBytes); err != nil {
-		t.Fatal(err)
-	}
-	tracker := newFakeTracker()
-	tracker.addOrigin(res.InfoHash, origin.Engine)
+	origin, res, tracker := seededOrigin(t, "127.0.0.40", data)
 	agent := newNode(t, "127.0.0.41")
 	src := &rangesOf{data: data}
 	got := readAll(t, agent, d, res.InfoBytes, tracker, src.open)
@@ -149,19 +137,7 @@ func TestPullFallsBackToBitTorrent(t *testing.T) {
 	t.Parallel()
 	data := randomBlob(3<<20, 22)
 	d := digest.FromBytes(data)
-	res, err := metainfo.Generate(bytes.NewReader(data), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	origin := newNode(t, "127.0.0.42")
-	if _, err := origin.store.Ingest(d, bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	if err := origin.Seed(d, res.InfoBytes); err != nil {
-		t.Fatal(err)
-	}
-	tracker := newFakeTracker()
-	tracker.addOrigin(res.InfoHash, origin.Engine)
+	_, res, tracker := seededOrigin(t, "127.0.0.42", data)
 	agent := newNode(t, "127.0.0.43")
 	src := &rangesOf{data: data}
 	src.fail.Store(true)
@@ -214,6 +190,23 @@ func TestPullSwarm(t *testing.T) {
 		t.Errorf("origin served %d bytes (%.2fx the blob), agents traded %d: the swarm was not used",
 			served, float64(served)/float64(len(data)), fromPeers)
 	}
+}
+
+// seededOrigin starts an engine seeding data, and a tracker that hands it out as the
+// blob's origin.
+func seededOrigin(t *testing.T, ip string, data []byte) (*node, metainfo.Result, *fakeTracker) {
+	t.Helper()
+	origin := newNode(t, ip)
+	res, err := origin.store.Ingest(digest.FromBytes(data), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := origin.Seed(res.Digest, res.InfoBytes); err != nil {
+		t.Fatal(err)
+	}
+	tracker := newFakeTracker()
+	tracker.addOrigin(res.InfoHash, origin.Engine)
+	return origin, res, tracker
 }
 
 // readAll fetches d through n, pulling from origin, and returns the sha256 of what a

@@ -345,28 +345,15 @@ func (ct *casTorrent) verifyCount(i int) int {
 // returns whether the piece is verified; false too if the transfer ended or ctx is
 // done.
 func (ct *casTorrent) waitVerified(ctx context.Context, i, after int) bool {
-	stop := context.AfterFunc(ctx, func() {
-		ct.mu.Lock()
-		ct.changed.Broadcast()
-		ct.mu.Unlock()
-	})
-	defer stop()
-	ct.mu.Lock()
-	defer ct.mu.Unlock()
-	for {
+	verified := false
+	err := ct.await(ctx, func() bool {
 		if ct.complete || ct.have[i] {
+			verified = true
 			return true
 		}
-		if ct.verifies[i] > after || ctx.Err() != nil {
-			return false
-		}
-		select {
-		case <-ct.done:
-			return false
-		default:
-		}
-		ct.changed.Wait()
-	}
+		return ct.verifies[i] > after || ct.ended()
+	})
+	return err == nil && verified
 }
 
 // waitDone blocks until the blob is committed (nil), the transfer ended without it
@@ -393,6 +380,28 @@ func (ct *casTorrent) waitDone(ctx context.Context) error {
 // hashing and syncing a whole blob took 1.4-2.1 s per agent at the end of a flash
 // crowd (docs/BENCHMARKS.md), and every piece is verified against the info already.
 func (ct *casTorrent) waitPiece(ctx context.Context, i int) error {
+	var err error
+	if cerr := ct.await(ctx, func() bool {
+		switch {
+		case ct.complete || ct.have[i]:
+			return true
+		case ct.ended():
+			err = ct.err
+			if err == nil {
+				err = ErrStopped
+			}
+			return true
+		}
+		return false
+	}); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// await blocks until ready, called with ct.mu held whenever a piece, a verification or
+// the outcome changes, returns true (nil), or ctx is done (its error).
+func (ct *casTorrent) await(ctx context.Context, ready func() bool) error {
 	stop := context.AfterFunc(ctx, func() {
 		ct.mu.Lock()
 		ct.changed.Broadcast()
@@ -401,21 +410,21 @@ func (ct *casTorrent) waitPiece(ctx context.Context, i int) error {
 	defer stop()
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
-	for {
-		if ct.complete || ct.have[i] {
-			return nil
-		}
-		select {
-		case <-ct.done:
-			if ct.err != nil {
-				return ct.err
-			}
-			return ErrStopped
-		default:
-		}
+	for !ready() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		ct.changed.Wait()
+	}
+	return nil
+}
+
+// ended reports whether the transfer's outcome is recorded (done is closed).
+func (ct *casTorrent) ended() bool {
+	select {
+	case <-ct.done:
+		return true
+	default:
+		return false
 	}
 }
