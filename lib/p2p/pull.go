@@ -19,6 +19,7 @@ type OriginRanges func(ctx context.Context, off, n int64) (io.ReadCloser, error)
 const (
 	pullIdle        = 200 * time.Millisecond // nothing to pull: look again after this
 	pullStuckAfter  = 2 * time.Second        // nothing to pull this long: take any uncovered piece
+	pullStallAfter  = 5 * time.Second        // no piece held here this long: pull pieces peers hold too
 	pullPieceTime   = 2 * time.Minute        // one piece over HTTP, at most
 	pullMaxFailures = 5                      // consecutive failed pieces before falling back to BT
 	pullBackoff     = 250 * time.Millisecond // after a failure, doubled per failure
@@ -197,6 +198,7 @@ func (e *Engine) pullWorker(ctx context.Context, ps *pullState, open OriginRange
 		return
 	}
 	var idleSince time.Time // zero while there is something to pull
+	held, progressAt := -1, time.Now()
 	for ctx.Err() == nil {
 		covered, members := e.swarmView(a)
 		if solo && len(members) > 0 {
@@ -206,6 +208,14 @@ func (e *Engine) pullWorker(ctx context.Context, ps *pullState, open OriginRange
 		maxRank := 1
 		if !idleSince.IsZero() && time.Since(idleSince) >= pullStuckAfter {
 			maxRank = len(covered) // any
+		}
+		if n := a.ct.held(); n != held {
+			held, progressAt = n, time.Now()
+		} else if time.Since(progressAt) >= pullStallAfter {
+			// No piece arrived for a while although peers hold the missing ones: the
+			// client is not fetching them (seen with anacrolix/torrent v1.61 in the
+			// devcluster). Pull them; the origin is the source of truth.
+			covered = a.ct.pieces()
 		}
 		i := ps.claim(covered, pieceRanks(len(covered), e.rawID, members), maxRank)
 		if i < 0 {

@@ -203,6 +203,16 @@ func (ct *casTorrent) pieces() []bool {
 	return out
 }
 
+// held returns how many pieces are verified.
+func (ct *casTorrent) held() int {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if ct.complete {
+		return len(ct.have)
+	}
+	return len(ct.have) - ct.missing
+}
+
 // writeUnverified writes b at off, inside piece i, unless the piece is verified
 // already (written is false then): bytes not yet checked must never overwrite a
 // piece readers may be reading.
