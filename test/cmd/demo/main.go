@@ -168,7 +168,8 @@ func report(ctx context.Context, c *cluster.Cluster, results []pullResult) error
 			return err
 		}
 		peers := cluster.Sum(m, "shoal_agent_p2p_bytes_downloaded", `source="peer"`)
-		origins := cluster.Sum(m, "shoal_agent_p2p_bytes_downloaded", `source="origin"`)
+		origins := cluster.Sum(m, "shoal_agent_p2p_bytes_downloaded", `source="origin"`) +
+			cluster.Sum(m, "shoal_agent_p2p_bytes_downloaded", `source="origin_http"`) // pulled over HTTP
 		fromPeers += peers
 		r := results[i]
 		fmt.Printf("%-8s %7.2fs %7.1f MiB/s %10.1f MiB %10.1f MiB  ok\n", a.Name, r.took.Seconds(),
