@@ -67,7 +67,6 @@ func (e *Engine) fillPieces(a *active, r io.Reader) error {
 	info := a.t.Info()
 	n := a.t.NumPieces()
 	pieceLen := info.PieceLength
-	results := a.ct.watchVerifies(n)
 	buf := make([]byte, pieceLen)
 	for i := range n {
 		off := int64(i) * pieceLen
@@ -78,21 +77,21 @@ func (e *Engine) fillPieces(a *active, r io.Reader) error {
 		if _, err := a.ct.f.WriteAt(b, off); err != nil {
 			return fmt.Errorf("write piece %d: %w", i, err)
 		}
+		before := a.ct.verifyCount(i)
 		if err := a.t.Piece(i).VerifyData(); err != nil {
 			return fmt.Errorf("verify piece %d: %w", i, err)
 		}
-		select {
-		case res := <-results:
-			if res.index != i || !res.ok {
-				return fmt.Errorf("piece %d does not match the info: %w", i, blobstore.ErrDigestMismatch)
+		if !a.ct.waitVerified(e.ctx, i, before) {
+			if a.ct.ended() {
+				// Failed or dropped: the outcome is recorded.
+				return a.ct.waitDone(e.ctx)
 			}
-		case <-a.ct.done:
-			// Committed (the last piece), failed or dropped: the outcome is recorded.
-			_, err := a.outcome()
-			return err
+			if err := e.ctx.Err(); err != nil {
+				return fmt.Errorf("verify piece %d: %w", i, err)
+			}
+			return fmt.Errorf("piece %d does not match the info: %w", i, blobstore.ErrDigestMismatch)
 		}
 	}
-	// The last piece's MarkComplete committed the blob (or failed to) before reporting.
-	_, err := a.outcome()
-	return err
+	// The last piece's MarkComplete commits the blob (or fails to) after marking it.
+	return a.ct.waitDone(e.ctx)
 }

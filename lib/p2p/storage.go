@@ -128,40 +128,11 @@ type casTorrent struct {
 	missing    int
 	complete   bool // committed to the store: every piece is there
 	closed     bool
-	committing sync.Mutex       // held during the commit; close waits for it
-	verified   chan pieceResult // set by watchVerifies: every piece's verification, for a fill
+	committing sync.Mutex // held during the commit; close waits for it
 
 	done chan struct{} // closed once committed, failed or closed
 	err  error         // set before done is closed
 	once sync.Once
-}
-
-// pieceResult is the outcome of one verification of a piece.
-type pieceResult struct {
-	index int
-	ok    bool
-}
-
-// watchVerifies returns a channel that receives the outcome of the next n piece
-// verifications (later ones are dropped if nobody reads them).
-func (ct *casTorrent) watchVerifies(n int) <-chan pieceResult {
-	ct.mu.Lock()
-	defer ct.mu.Unlock()
-	ct.verified = make(chan pieceResult, n)
-	return ct.verified
-}
-
-func (ct *casTorrent) notifyVerified(i int, ok bool) {
-	ct.mu.Lock()
-	ch := ct.verified
-	ct.mu.Unlock()
-	if ch == nil {
-		return
-	}
-	select {
-	case ch <- pieceResult{index: i, ok: ok}:
-	default:
-	}
 }
 
 // finish records the outcome and closes done, once.
@@ -324,13 +295,11 @@ func (p casPiece) MarkComplete() error {
 	if p.ct.setPiece(p.index, true) {
 		p.ct.commit()
 	}
-	p.ct.notifyVerified(p.index, true)
 	return nil
 }
 
 func (p casPiece) MarkNotComplete() error {
 	p.ct.setPiece(p.index, false)
-	p.ct.notifyVerified(p.index, false)
 	return nil
 }
 
