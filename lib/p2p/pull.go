@@ -156,6 +156,12 @@ func (ps *pullState) claim(covered []bool, rank []int, maxRank int) int {
 		covered[i] = covered[i] || f
 	}
 	i := pickPull(covered, rank, maxRank)
+	// covered was read before this lock: a piece another worker finished since then
+	// is no longer in flight but held.
+	for i >= 0 && ps.a.ct.pieceComplete(i) {
+		covered[i] = true
+		i = pickPull(covered, rank, maxRank)
+	}
 	if i >= 0 {
 		ps.inflight[i] = true
 	}
