@@ -100,6 +100,9 @@ p2p:
 {{- if .OriginWindow}}
   origin_window_pieces: {{.OriginWindow}}
 {{- end}}
+{{- if .MaxConns}}
+  max_conns_per_torrent: {{.MaxConns}}
+{{- end}}
 tracker: {{.Tracker}}
 build_index: {{.BuildIndex}}
 {{template "origins" .}}proxy: {{.Proxy}}
@@ -109,6 +112,7 @@ build_index: {{.BuildIndex}}
 // configData fills a template.
 type configData struct {
 	OriginWindow int
+	MaxConns     int // agents' max_conns_per_torrent; 0 = Shoal's default
 	IP           string
 	Port         int
 	PeerPort     int

@@ -82,6 +82,9 @@ func (r *result) key() string {
 	if o.originWindow > 0 {
 		k += fmt.Sprintf(" window=%d", o.originWindow)
 	}
+	if o.maxConns > 0 {
+		k += fmt.Sprintf(" conns=%d", o.maxConns)
+	}
 	if o.stagger {
 		k += " stagger"
 	}
