@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -34,10 +33,8 @@ func (s *Store) Entries() ([]Entry, error) {
 			continue // removed meanwhile
 		}
 		e := Entry{Digest: d, Size: fi.Size(), Created: fi.ModTime(), LastAccess: fi.ModTime()}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			if at := time.Unix(st.Atim.Sec, st.Atim.Nsec); at.After(e.LastAccess) {
-				e.LastAccess = at
-			}
+		if at, ok := accessTime(fi); ok && at.After(e.LastAccess) {
+			e.LastAccess = at
 		}
 		out = append(out, e)
 	}
