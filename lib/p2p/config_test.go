@@ -27,6 +27,9 @@ func TestConfigValidate(t *testing.T) {
 		{"window", Config{ListenIP: "10.0.0.1", OriginWindowPieces: 2}, ""},
 		{"negative window", Config{ListenIP: "10.0.0.1", OriginWindowPieces: -1}, "origin_window_pieces"},
 		{"huge window", Config{ListenIP: "10.0.0.1", OriginWindowPieces: 65}, "origin_window_pieces"},
+		{"peer window", Config{ListenIP: "10.0.0.1", PeerWindowBytes: 1}, ""},
+		{"negative peer window", Config{ListenIP: "10.0.0.1", PeerWindowBytes: -1}, "peer_window_bytes"},
+		{"huge peer window", Config{ListenIP: "10.0.0.1", PeerWindowBytes: 1 << 30}, "peer_window_bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -44,7 +47,26 @@ func TestConfigDefaults(t *testing.T) {
 	t.Parallel()
 	c := Config{ListenIP: "10.0.0.1"}
 	c.applyDefaults()
-	if c.ChunkSize != 256<<10 || c.MaxConnsPerTorrent != 50 || c.SeedIdle != 10*time.Minute || c.OriginWindowPieces != 1 {
+	if c.ChunkSize != 256<<10 || c.MaxConnsPerTorrent != 50 || c.SeedIdle != 10*time.Minute || c.OriginWindowPieces != 1 || c.PeerWindowBytes != 512<<10 {
 		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestPeerWindowChunks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		bytes int64
+		chunk int
+		want  int
+	}{
+		{512 << 10, 256 << 10, 2},
+		{512<<10 + 1, 256 << 10, 3},
+		{1, 256 << 10, 1},
+		{512 << 10, 16 << 10, 32},
+		{512 << 10, 1 << 20, 1},
+	} {
+		if got := peerWindowChunks(tc.bytes, tc.chunk); got != tc.want {
+			t.Errorf("peerWindowChunks(%d, %d) = %d, want %d", tc.bytes, tc.chunk, got, tc.want)
+		}
 	}
 }

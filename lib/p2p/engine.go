@@ -424,22 +424,28 @@ func (e *Engine) onUsefulData(ev torrent.ReceivedUsefulDataEvent) {
 	e.m.downloaded(e.origins.has(ev.Peer.RemoteAddr), int64(len(ev.Message.Piece)))
 }
 
-// onExtendedHandshake caps the chunk requests we queue at an origin to whole pieces
-// (Config.OriginWindowPieces) by lowering the queue length the origin offers (reqq,
-// 1024 in this library), which the library reads after this callback. Other peers
-// keep the library's adaptive limit.
+// onExtendedHandshake sets how many chunk requests we queue at a peer by lowering the
+// queue length it offers (reqq, 1024 in this library), which the library reads after
+// this callback: whole pieces at an origin (Config.OriginWindowPieces), PeerWindowBytes
+// at other peers.
 func (e *Engine) onExtendedHandshake(pc *torrent.PeerConn, m *pp.ExtendedHandshakeMessage) {
-	if !e.origins.has(pc.RemoteAddr) {
-		return
+	limit := peerWindowChunks(e.cfg.PeerWindowBytes, e.cfg.ChunkSize)
+	if e.origins.has(pc.RemoteAddr) {
+		info := pc.Torrent().Info()
+		if info == nil {
+			return
+		}
+		chunksPerPiece := int((info.PieceLength + int64(e.cfg.ChunkSize) - 1) / int64(e.cfg.ChunkSize))
+		limit = e.cfg.OriginWindowPieces * chunksPerPiece
 	}
-	info := pc.Torrent().Info()
-	if info == nil {
-		return
-	}
-	chunksPerPiece := int((info.PieceLength + int64(e.cfg.ChunkSize) - 1) / int64(e.cfg.ChunkSize))
-	if limit := e.cfg.OriginWindowPieces * chunksPerPiece; m.Reqq == 0 || m.Reqq > limit {
+	if m.Reqq == 0 || m.Reqq > limit {
 		m.Reqq = limit
 	}
+}
+
+// peerWindowChunks is a window of bytes in chunk requests, rounded up, at least one.
+func peerWindowChunks(bytes int64, chunkSize int) int {
+	return int(max(1, (bytes+int64(chunkSize)-1)/int64(chunkSize)))
 }
 
 // Stats returns the engine's totals since New.

@@ -59,6 +59,7 @@ type options struct {
 	chunkSize    int
 	originWindow int
 	maxConns     int
+	peerWindow   int64
 	out          string
 	state        string
 	bin          string
@@ -78,6 +79,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.origins, "origins", 1, fmt.Sprintf("number of origins (1-%d), sharing one backend; the blob is uploaded to each of its owners, as the proxy does", maxOrigin))
 	fs.IntVar(&o.replicas, "replicas", 0, "origins.replicas of agents and tracker: how many origins own each blob (0 = Shoal's default)")
 	fs.IntVar(&o.originWindow, "origin-window", 0, "p2p.origin_window_pieces of agents (0 = Shoal's default)")
+	fs.Int64Var(&o.peerWindow, "peer-window", 0, "p2p.peer_window_bytes of agents: bytes requested from each agent peer at once (0 = Shoal's default)")
 	fs.IntVar(&o.maxConns, "max-conns", 0, "p2p.max_conns_per_torrent of agents: peer connections per blob (0 = Shoal's default)")
 	fs.IntVar(&o.chunkSize, "chunk-size", 0, "p2p.chunk_size of agents and origins in bytes (0 = Shoal's default). The piece length is not configurable: Shoal picks it from the blob size (lib/metainfo.PieceLength)")
 	fs.StringVar(&o.out, "out", "", "markdown file to write the results section into (e.g. docs/BENCHMARKS.md); empty = stdout only")
@@ -208,6 +210,7 @@ func run(args []string) (err error) {
 		ChunkSize:    o.chunkSize,
 		OriginWindow: o.originWindow,
 		MaxConns:     o.maxConns,
+		PeerWindow:   o.peerWindow,
 		Origins:      originURLs,
 		Replicas:     o.replicas,
 		Tracker:      fmt.Sprintf("http://%s:%d", tr.ip, trackerPort),

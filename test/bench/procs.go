@@ -103,6 +103,9 @@ p2p:
 {{- if .MaxConns}}
   max_conns_per_torrent: {{.MaxConns}}
 {{- end}}
+{{- if .PeerWindow}}
+  peer_window_bytes: {{.PeerWindow}}
+{{- end}}
 tracker: {{.Tracker}}
 build_index: {{.BuildIndex}}
 {{template "origins" .}}proxy: {{.Proxy}}
@@ -112,7 +115,8 @@ build_index: {{.BuildIndex}}
 // configData fills a template.
 type configData struct {
 	OriginWindow int
-	MaxConns     int // agents' max_conns_per_torrent; 0 = Shoal's default
+	MaxConns     int   // agents' max_conns_per_torrent; 0 = Shoal's default
+	PeerWindow   int64 // agents' peer_window_bytes; 0 = Shoal's default
 	IP           string
 	Port         int
 	PeerPort     int

@@ -82,6 +82,9 @@ func (r *result) key() string {
 	if o.originWindow > 0 {
 		k += fmt.Sprintf(" window=%d", o.originWindow)
 	}
+	if o.peerWindow > 0 {
+		k += fmt.Sprintf(" peerwindow=%d", o.peerWindow)
+	}
 	if o.maxConns > 0 {
 		k += fmt.Sprintf(" conns=%d", o.maxConns)
 	}
