@@ -42,24 +42,12 @@ func (s *Store) OpenPartial(d digest.Digest, size int64) (*os.File, error) {
 // ErrDigestMismatch. If d is already committed, the partial file is dropped. File
 // descriptors open on the partial file stay valid either way.
 func (s *Store) CommitPartial(d digest.Digest) error {
-	return s.CommitPartialHashed(d, "")
-}
-
-// CommitPartialHashed is CommitPartial for a caller that hashed the partial file's final
-// bytes itself while they were written (sum, in d's algorithm), so the commit does not
-// read the file again; an empty sum hashes the file here.
-func (s *Store) CommitPartialHashed(d, sum digest.Digest) error {
 	if err := checkDigest(d); err != nil {
 		return fmt.Errorf("blobstore commit partial: %w", err)
 	}
 	path := s.partialPath(d)
-	got := sum
-	if got == "" {
-		var err error
-		if got, err = sha256File(path); err != nil {
-			return fmt.Errorf("blobstore commit partial %s: %w", d, notFound(err))
-		}
-	} else if _, err := os.Stat(path); err != nil {
+	got, err := sha256File(path)
+	if err != nil {
 		return fmt.Errorf("blobstore commit partial %s: %w", d, notFound(err))
 	}
 	if got != d {

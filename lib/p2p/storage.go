@@ -2,12 +2,9 @@ package p2p
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"runtime"
 	"sync"
 	"time"
 
@@ -111,7 +108,6 @@ func (s *casStorage) openTorrent(info *tmeta.Info) (*casTorrent, error) {
 	ct.have = make([]bool, info.NumPieces())
 	ct.verifies = make([]int, info.NumPieces())
 	ct.missing = len(ct.have)
-	go ct.hashVerified()
 	return ct, nil
 }
 
@@ -126,19 +122,13 @@ type casTorrent struct {
 	f *os.File
 
 	mu         sync.Mutex
-	changed    *sync.Cond // on mu: broadcast when a piece, the running hash or the outcome changes
+	changed    *sync.Cond // on mu: broadcast when a piece or the outcome changes
 	have       []bool     // verified pieces, until committed
 	verifies   []int      // per piece: how many verifications were reported (MarkComplete or MarkNotComplete)
 	missing    int
 	complete   bool // committed to the store: every piece is there
 	closed     bool
 	committing sync.Mutex // held during the commit; close waits for it
-
-	// The blob's sha256, fed with verified pieces in order by hashVerified.
-	hashed     int           // pieces [0, hashed) are in the running hash
-	hashResets int           // bumped when a piece at or below hashed turns unverified
-	sum        digest.Digest // set once every piece is hashed
-	hashFailed bool          // reading a piece back failed: the commit hashes the file
 
 	done chan struct{} // closed once committed, failed or closed
 	err  error         // set before done is closed
@@ -219,9 +209,6 @@ func (ct *casTorrent) setPiece(i int, ok bool) (last bool) {
 	if ct.complete || ct.closed || ct.have[i] == ok {
 		return false
 	}
-	if !ok && i <= ct.hashed {
-		ct.hashResets++
-	}
 	ct.have[i] = ok
 	ct.changed.Broadcast()
 	if ok {
@@ -248,16 +235,7 @@ func (ct *casTorrent) commit() {
 		return
 	}
 	start := time.Now()
-	var sum digest.Digest
-	ct.mu.Lock()
-	leftToHash := len(ct.have) - ct.hashed
-	ct.mu.Unlock()
-	_ = ct.await(context.Background(), func() bool {
-		sum = ct.sum
-		return sum != "" || ct.hashFailed || ct.ended()
-	})
-	hashWait := time.Since(start)
-	if err := inBackground(func() error { return ct.s.store.CommitPartialHashed(ct.d, sum) }); err != nil {
+	if err := inBackground(func() error { return ct.s.store.CommitPartial(ct.d) }); err != nil {
 		ct.s.log.Error("commit failed", zap.Stringer("digest", ct.d), zap.Error(err))
 		ct.mu.Lock()
 		clear(ct.have)
@@ -268,65 +246,7 @@ func (ct *casTorrent) commit() {
 	}
 	ct.finish(nil, true)
 	ct.s.committed()
-	ct.s.log.Info("blob committed", zap.Stringer("digest", ct.d), zap.Int64("bytes", ct.size),
-		zap.Int("pieces_left_to_hash", leftToHash), zap.Duration("hash_wait", hashWait), zap.Duration("took", time.Since(start)))
-}
-
-// hashVerified feeds the blob's sha256 with its verified pieces, in order, while the
-// download runs, so the commit only hashes what follows the first piece that came
-// late: hashing whole 256 MiB blobs after their last piece took the ten agents of the
-// flash crowd in docs/BENCHMARKS.md 1.6-2.0 s between the last byte and the client's
-// EOF, hashing the rest 0.5-1.1 s. Like the commit it runs at the lowest CPU priority. It ends
-// with the sum, with hashFailed on a read error (the commit then hashes the file), or
-// when the transfer ends. A verified piece is never written again, so what it hashed
-// stays the file's content unless a piece turns unverified: then it starts over.
-func (ct *casTorrent) hashVerified() {
-	runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-	lowerThreadPriority()
-	h := sha256.New()
-	buf := make([]byte, 256<<10)
-	n := len(ct.have)
-	seen := 0 // ct.hashResets the running hash is from
-	for {
-		ct.mu.Lock()
-		for !ct.ended() && ct.hashResets == seen && ct.hashed < n && !ct.have[ct.hashed] {
-			ct.changed.Wait()
-		}
-		if ct.hashResets != seen {
-			h.Reset()
-			ct.hashed = 0
-			seen = ct.hashResets
-		}
-		switch {
-		case ct.ended():
-			ct.mu.Unlock()
-			return
-		case ct.hashed == n:
-			ct.sum = digest.NewDigest(digest.SHA256, h)
-			ct.changed.Broadcast()
-			ct.mu.Unlock()
-			return
-		case !ct.have[ct.hashed]:
-			ct.mu.Unlock()
-			continue
-		}
-		off := int64(ct.hashed) * ct.pieceLen
-		ct.mu.Unlock()
-		_, err := io.CopyBuffer(h, io.NewSectionReader(ct.f, off, min(ct.pieceLen, ct.size-off)), buf)
-		ct.mu.Lock()
-		if err != nil {
-			ct.s.log.Warn("hashing a verified piece failed; the commit hashes the file", zap.Stringer("digest", ct.d), zap.Error(err))
-			ct.hashFailed = true
-			ct.changed.Broadcast()
-			ct.mu.Unlock()
-			return
-		}
-		if ct.hashResets == seen {
-			ct.hashed++
-			ct.changed.Broadcast()
-		}
-		ct.mu.Unlock()
-	}
+	ct.s.log.Info("blob committed", zap.Stringer("digest", ct.d), zap.Int64("bytes", ct.size), zap.Duration("took", time.Since(start)))
 }
 
 // close releases the file; a blob that never completed leaves no partial file behind.
