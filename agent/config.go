@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/shoal-p2p/shoal/lib/eviction"
+	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
@@ -19,6 +20,8 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Log selects level and format.
 	Log logging.Config `yaml:"log"`
+	// Debug turns on diagnostics served on the listen address (pprof).
+	Debug httpserver.Debug `yaml:"debug"`
 	// P2P is the BitTorrent engine blobs are fetched and seeded through.
 	P2P p2p.Config `yaml:"p2p"`
 	// Tracker is the tracker's base URL (metainfo and announces).

@@ -54,7 +54,9 @@ func run(args []string) error {
 			BuildIndex: buildindexclient.New(cfg.BuildIndex, hc),
 		}, cfg, log, reg.Scope)
 		g, ctx := errgroup.WithContext(ctx)
-		g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+		g.Go(func() error {
+			return httpserver.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+		})
 		g.Go(func() error { return origins.Run(ctx) })
 		evictor := eviction.NewRunner(cfg.Eviction, store, nil, func(d digest.Digest) error {
 			return engine.Evict(d, func() error { return store.Remove(d) })

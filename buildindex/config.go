@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/shoal-p2p/shoal/lib/backend/driver"
+	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 )
 
@@ -13,6 +14,8 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// Log selects level and format.
 	Log logging.Config `yaml:"log"`
+	// Debug turns on diagnostics served on the listen address (pprof).
+	Debug httpserver.Debug `yaml:"debug"`
 	// Backend holds the tags; it is the only state, so any build-index over the same
 	// backend answers the same.
 	Backend driver.Config `yaml:"backend"`

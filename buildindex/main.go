@@ -54,7 +54,9 @@ func run(args []string) error {
 			be = wb
 		}
 		srv := NewServer(be, log, reg.Scope)
-		g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+		g.Go(func() error {
+			return httpserver.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+		})
 		return g.Wait()
 	})
 }

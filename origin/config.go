@@ -6,6 +6,7 @@ import (
 
 	"github.com/shoal-p2p/shoal/lib/backend/driver"
 	"github.com/shoal-p2p/shoal/lib/eviction"
+	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
@@ -19,6 +20,8 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Log selects level and format.
 	Log logging.Config `yaml:"log"`
+	// Debug turns on diagnostics served on the listen address (pprof).
+	Debug httpserver.Debug `yaml:"debug"`
 	// P2P is the BitTorrent engine the origin seeds every blob it holds through.
 	P2P p2p.Config `yaml:"p2p"`
 	// Backend is where committed blobs are written back and misses are fetched from.

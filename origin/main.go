@@ -69,7 +69,9 @@ func run(args []string) error {
 			return engine.Evict(d, func() error { return store.Remove(d) })
 		}, log.Named("eviction"), reg.Scope.SubScope("eviction"))
 		g.Go(func() error { return evictor.Run(ctx) })
-		g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+		g.Go(func() error {
+			return httpserver.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+		})
 		return g.Wait()
 	})
 }

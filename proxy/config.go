@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 
+	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/originset"
 )
@@ -15,6 +16,8 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// Log selects level and format.
 	Log logging.Config `yaml:"log"`
+	// Debug turns on diagnostics served on the listen address (pprof).
+	Debug httpserver.Debug `yaml:"debug"`
 	// Origins are the origin cluster blobs and manifests are uploaded to (each upload
 	// session to one healthy origin) and read from (in each blob's placement order).
 	Origins originset.Config `yaml:"origins"`

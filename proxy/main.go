@@ -33,7 +33,9 @@ func run(args []string) error {
 		}
 		srv := NewServer(origins, buildindexclient.New(cfg.BuildIndex, hc), log, reg.Scope)
 		g, ctx := errgroup.WithContext(ctx)
-		g.Go(func() error { return httpserver.Serve(ctx, cfg.Listen, srv.Handler(reg.Handler), log) })
+		g.Go(func() error {
+			return httpserver.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+		})
 		g.Go(func() error { return origins.Run(ctx) })
 		return g.Wait()
 	})

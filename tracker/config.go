@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/originset"
 )
@@ -15,6 +16,8 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// Log selects level and format.
 	Log logging.Config `yaml:"log"`
+	// Debug turns on diagnostics served on the listen address (pprof).
+	Debug httpserver.Debug `yaml:"debug"`
 	// Origins is the origin cluster. Metainfo is asked of a blob's origins in its
 	// placement order (owners first); the one that answers starts seeding the blob and
 	// is handed out to its swarm.

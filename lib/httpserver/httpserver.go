@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"go.uber.org/zap"
 )
 
@@ -69,6 +70,24 @@ func MountOps(r chi.Router, metrics http.Handler, ready func(context.Context) er
 	if metrics != nil {
 		r.Method(http.MethodGet, "/metrics", metrics)
 	}
+}
+
+// Debug selects the diagnostics a component serves on its listen address (key debug).
+type Debug struct {
+	// Pprof serves Go's runtime profiles under /debug/pprof/ (CPU, heap, goroutines,
+	// mutexes). Off by default: anyone who reaches the address can take them.
+	Pprof bool `yaml:"pprof"`
+}
+
+// WithDebug returns h with what d enables in front of it.
+func WithDebug(h http.Handler, d Debug) http.Handler {
+	if !d.Pprof {
+		return h
+	}
+	r := chi.NewRouter()
+	r.Mount("/debug", middleware.Profiler())
+	r.Mount("/", h)
+	return r
 }
 
 // AccessLog logs one line per request at debug level and counts nothing else;

@@ -317,3 +317,18 @@ func TestServeListenerFails(t *testing.T) {
 		t.Errorf("ServeListener on a closed listener: %v", err)
 	}
 }
+
+func TestWithDebug(t *testing.T) {
+	t.Parallel()
+	app := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("app")) })
+	if rec := get(t, WithDebug(app, Debug{}), "/debug/pprof/"); rec.Body.String() != "app" {
+		t.Errorf("pprof off: /debug/pprof/ = %d %q, want the app's answer", rec.Code, rec.Body.String())
+	}
+	h := WithDebug(app, Debug{Pprof: true})
+	if rec := get(t, h, "/debug/pprof/"); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "goroutine") {
+		t.Errorf("pprof on: /debug/pprof/ = %d", rec.Code)
+	}
+	if rec := get(t, h, "/v2/"); rec.Body.String() != "app" {
+		t.Errorf("pprof on: /v2/ = %d %q, want the app's answer", rec.Code, rec.Body.String())
+	}
+}
