@@ -52,7 +52,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
-func TestPeerWindowChunks(t *testing.T) {
+func TestChunksIn(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		bytes int64
@@ -65,8 +65,8 @@ func TestPeerWindowChunks(t *testing.T) {
 		{512 << 10, 16 << 10, 32},
 		{512 << 10, 1 << 20, 1},
 	} {
-		if got := peerWindowChunks(tc.bytes, tc.chunk); got != tc.want {
-			t.Errorf("peerWindowChunks(%d, %d) = %d, want %d", tc.bytes, tc.chunk, got, tc.want)
+		if got := chunksIn(tc.bytes, tc.chunk); got != tc.want {
+			t.Errorf("chunksIn(%d, %d) = %d, want %d", tc.bytes, tc.chunk, got, tc.want)
 		}
 	}
 }

@@ -429,22 +429,21 @@ func (e *Engine) onUsefulData(ev torrent.ReceivedUsefulDataEvent) {
 // this callback: whole pieces at an origin (Config.OriginWindowPieces), PeerWindowBytes
 // at other peers.
 func (e *Engine) onExtendedHandshake(pc *torrent.PeerConn, m *pp.ExtendedHandshakeMessage) {
-	limit := peerWindowChunks(e.cfg.PeerWindowBytes, e.cfg.ChunkSize)
+	limit := chunksIn(e.cfg.PeerWindowBytes, e.cfg.ChunkSize)
 	if e.origins.has(pc.RemoteAddr) {
 		info := pc.Torrent().Info()
 		if info == nil {
 			return
 		}
-		chunksPerPiece := int((info.PieceLength + int64(e.cfg.ChunkSize) - 1) / int64(e.cfg.ChunkSize))
-		limit = e.cfg.OriginWindowPieces * chunksPerPiece
+		limit = e.cfg.OriginWindowPieces * chunksIn(info.PieceLength, e.cfg.ChunkSize)
 	}
 	if m.Reqq == 0 || m.Reqq > limit {
 		m.Reqq = limit
 	}
 }
 
-// peerWindowChunks is a window of bytes in chunk requests, rounded up, at least one.
-func peerWindowChunks(bytes int64, chunkSize int) int {
+// chunksIn is how many chunk requests cover bytes: rounded up, at least one.
+func chunksIn(bytes int64, chunkSize int) int {
 	return int(max(1, (bytes+int64(chunkSize)-1)/int64(chunkSize)))
 }
 
