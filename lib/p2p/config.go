@@ -13,7 +13,9 @@ const (
 	DefaultMaxConnsPerTorrent = 50
 	DefaultSeedIdle           = 10 * time.Minute
 	DefaultOriginWindowPieces = 1
-	DefaultPeerWindowBytes    = 512 << 10
+	// DefaultPeerWindowChunks is the default of peer_window_bytes in chunks: two keep a
+	// request in flight while the other's chunk arrives.
+	DefaultPeerWindowChunks = 2
 	// maxPeerWindowBytes bounds peer_window_bytes: far past any link's bandwidth-delay
 	// product, and the library's own queue (1024 requests) caps it anyway.
 	maxPeerWindowBytes = 256 << 20
@@ -54,7 +56,7 @@ type Config struct {
 	// and stalled the swarm.
 	OriginWindowPieces int `yaml:"origin_window_pieces"`
 	// PeerWindowBytes is how much this host asks of each agent peer at once, in chunk
-	// requests rounded up (at least one); default 512 KiB, two 256 KiB chunks. The
+	// requests rounded up (at least one); default two chunks (512 KiB at 256 KiB). The
 	// library otherwise queues up to hundreds of chunks at a peer: a chunk then waits
 	// behind the others, a piece reaches the swarm later, and a request moved to a
 	// faster peer brings its chunk twice. In the 10-agent flash crowd of
@@ -88,7 +90,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("origin_window_pieces: %d out of range (use 1-%d, or 0 for the default %d)", c.OriginWindowPieces, maxOriginWindowPieces, DefaultOriginWindowPieces))
 	}
 	if c.PeerWindowBytes < 0 || c.PeerWindowBytes > maxPeerWindowBytes {
-		errs = append(errs, fmt.Errorf("peer_window_bytes: %d out of range (use 1-%d bytes, or 0 for the default %d)", c.PeerWindowBytes, int64(maxPeerWindowBytes), DefaultPeerWindowBytes))
+		errs = append(errs, fmt.Errorf("peer_window_bytes: %d out of range (use 1-%d bytes, or 0 for the default of %d chunks)", c.PeerWindowBytes, int64(maxPeerWindowBytes), DefaultPeerWindowChunks))
 	}
 	if c.MaxConnsPerTorrent < 0 {
 		errs = append(errs, fmt.Errorf("max_conns_per_torrent: %d is negative (use e.g. 50 on agents, 200 on origins)", c.MaxConnsPerTorrent))
@@ -127,6 +129,6 @@ func (c *Config) applyDefaults() {
 		c.OriginWindowPieces = DefaultOriginWindowPieces
 	}
 	if c.PeerWindowBytes == 0 {
-		c.PeerWindowBytes = DefaultPeerWindowBytes
+		c.PeerWindowBytes = DefaultPeerWindowChunks * int64(c.ChunkSize)
 	}
 }

@@ -50,6 +50,12 @@ func TestConfigDefaults(t *testing.T) {
 	if c.ChunkSize != 256<<10 || c.MaxConnsPerTorrent != 50 || c.SeedIdle != 10*time.Minute || c.OriginWindowPieces != 1 || c.PeerWindowBytes != 512<<10 {
 		t.Fatalf("defaults: %+v", c)
 	}
+	// The peer window defaults to two chunks of whatever size they are.
+	c = Config{ListenIP: "10.0.0.1", ChunkSize: 1 << 20}
+	c.applyDefaults()
+	if c.PeerWindowBytes != 2<<20 {
+		t.Fatalf("peer window with 1 MiB chunks: %d", c.PeerWindowBytes)
+	}
 }
 
 func TestChunksIn(t *testing.T) {
