@@ -4,8 +4,9 @@
 //
 // Each blob is a single-file torrent whose info comes from lib/metainfo. An origin
 // calls Seed for blobs it holds; an agent calls Fetch (pulling the pieces no peer holds
-// from the origins over HTTP, see pull.go), reads verified bytes while the download runs, and keeps seeding the blob after it is committed until it has been
-// idle for Config.SeedIdle. Outgoing connections are dialled from Config.ListenIP, so
+// from the origins over HTTP, see pull.go), reads verified bytes while the download
+// runs, and keeps seeding the blob after it is committed until it has been idle for
+// Config.SeedIdle. Outgoing connections are dialled from Config.ListenIP, so
 // every process is known to its peers by its own address: the library bans peers that
 // send bad data by IP, permanently and across torrents.
 package p2p
