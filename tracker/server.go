@@ -246,7 +246,11 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) error {
 	if a.Complete {
 		interval = s.cfg.SeederInterval
 	}
-	ab.out = appendReply(ab.out[:0], int(interval/time.Second), ab.peers)
+	if wantsCompact(r.URL.RawQuery) {
+		ab.out = appendCompactReply(ab.out[:0], int(interval/time.Second), ab.peers)
+	} else {
+		ab.out = appendReply(ab.out[:0], int(interval/time.Second), ab.peers)
+	}
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Content-Length"] = []string{strconv.Itoa(len(ab.out))}
@@ -321,6 +325,49 @@ func appendReply(b []byte, interval int, peers []p2p.Peer) []byte {
 		b = append(b, `,"complete":`...)
 		b = strconv.AppendBool(b, p.Complete)
 		b = append(b, '}')
+	}
+	return append(b, "]}\n"...)
+}
+
+// wantsCompact reports whether an announce's query asks for the compact reply
+// (compact=1), without parsing the query into a map.
+func wantsCompact(rawQuery string) bool {
+	for rawQuery != "" {
+		var kv string
+		kv, rawQuery, _ = strings.Cut(rawQuery, "&")
+		if kv == "compact=1" {
+			return true
+		}
+	}
+	return false
+}
+
+// appendCompactReply appends the compact JSON reply (see p2p.CompactOrigin):
+// {"interval_seconds":3,"compact_peers":[["<peer id>","<ip>",<port>,<flags>],...]}.
+func appendCompactReply(b []byte, interval int, peers []p2p.Peer) []byte {
+	b = append(b, `{"interval_seconds":`...)
+	b = strconv.AppendInt(b, int64(interval), 10)
+	b = append(b, `,"compact_peers":[`...)
+	for i, p := range peers {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		flags := 0
+		if p.Origin {
+			flags |= p2p.CompactOrigin
+		}
+		if p.Complete {
+			flags |= p2p.CompactComplete
+		}
+		b = append(b, '[')
+		b = appendString(b, p.PeerID)
+		b = append(b, ',')
+		b = appendString(b, p.IP)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(p.Port), 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(flags), 10)
+		b = append(b, ']')
 	}
 	return append(b, "]}\n"...)
 }

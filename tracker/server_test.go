@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -512,5 +513,70 @@ func TestExpireLoopStopsWithContext(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestAnnounceCompactAndObjectRepliesAgree(t *testing.T) {
+	t.Parallel()
+	blob := makeBlob(t, "layer")
+	tr := newTracker(t, newOrigin(t, "127.0.0.10", blob).url)
+	tr.announce(t, agent(1, blob, true))
+	tr.announce(t, agent(2, blob, false))
+	post := func(query string) (p2p.AnnounceReply, string) {
+		t.Helper()
+		body, _ := json.Marshal(agent(3, blob, false))
+		resp, err := http.Post(tr.url+"/announce"+query, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw := new(bytes.Buffer)
+		if _, err := raw.ReadFrom(resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s %v", query, resp.Status, err)
+		}
+		reply, err := trackerclient.DecodeAnnounceReply(bytes.NewReader(raw.Bytes()))
+		if err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		slices.SortFunc(reply.Peers, func(a, b p2p.Peer) int { return strings.Compare(a.PeerID, b.PeerID) })
+		return reply, raw.String()
+	}
+	objects, rawObjects := post("")
+	compact, rawCompact := post("?ns=x&compact=1")
+	if !strings.Contains(rawObjects, `"peers":[{`) || !strings.Contains(rawCompact, `"compact_peers":[[`) {
+		t.Fatalf("forms not as asked:\n%s\n%s", rawObjects, rawCompact)
+	}
+	want := []p2p.Peer{
+		{IP: "127.0.0.10", Port: 15201, Origin: true, Complete: true},
+		{PeerID: agent(1, blob, true).PeerID, IP: "127.0.0.1", Port: 16881, Complete: true},
+		{PeerID: agent(2, blob, false).PeerID, IP: "127.0.0.2", Port: 16881},
+	}
+	for _, r := range []p2p.AnnounceReply{objects, compact} {
+		if r.IntervalSeconds != 3 || !slices.Equal(r.Peers, want) {
+			t.Fatalf("got %+v, want %+v", r, want)
+		}
+	}
+}
+
+// The compact form exists so that a full hand-out goes out in one write: net/http
+// buffers 4 KiB of a connection's output, headers included.
+func TestCompactReplyOfFiftyIPv4PeersFitsOneWrite(t *testing.T) {
+	t.Parallel()
+	peers := make([]p2p.Peer, 50)
+	for i := range peers {
+		peers[i] = p2p.Peer{PeerID: strings.Repeat("f", 40), IP: "255.255.255.255", Port: 65535, Complete: true}
+	}
+	headers := len("HTTP/1.1 200 OK\r\nContent-Length: 4096\r\nContent-Type: application/json\r\nDate: Mon, 30 Nov 2026 23:59:59 GMT\r\n\r\n")
+	if n := len(appendCompactReply(nil, 60, peers)) + headers; n > 4096 {
+		t.Fatalf("answer of %d bytes, want at most 4096", n)
+	}
+}
+
+func TestWantsCompact(t *testing.T) {
+	t.Parallel()
+	for q, want := range map[string]bool{"": false, "compact=1": true, "ns=a&compact=1": true, "compact=0": false, "compact=10": false, "xcompact=1": false} {
+		if wantsCompact(q) != want {
+			t.Errorf("%q: got %v", q, !want)
+		}
 	}
 }

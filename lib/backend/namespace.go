@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // NamespaceParam is the query parameter that carries the namespace hint between
@@ -24,6 +25,11 @@ func NamespaceQuery(ctx context.Context, sep string) string {
 // NamespaceMiddleware puts a request's namespace hint, if it has one, into its context.
 func NamespaceMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Parsing the query allocates; most requests (every announce) have no hint.
+		if !strings.Contains(r.URL.RawQuery, NamespaceParam+"=") {
+			next.ServeHTTP(w, r)
+			return
+		}
 		if ns := r.URL.Query().Get(NamespaceParam); ns != "" {
 			r = r.WithContext(WithNamespace(r.Context(), ns))
 		}

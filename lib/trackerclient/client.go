@@ -86,7 +86,7 @@ func (c *Client) Announce(ctx context.Context, a p2p.Announce) (p2p.AnnounceRepl
 	if err != nil {
 		return p2p.AnnounceReply{}, fmt.Errorf("tracker %s: announce %s: %w", c.base, a.InfoHash, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/announce", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/announce?compact=1", bytes.NewReader(body))
 	if err != nil {
 		return p2p.AnnounceReply{}, fmt.Errorf("tracker %s: announce %s: %w", c.base, a.InfoHash, err)
 	}
@@ -96,11 +96,51 @@ func (c *Client) Announce(ctx context.Context, a p2p.Announce) (p2p.AnnounceRepl
 		return p2p.AnnounceReply{}, fmt.Errorf("tracker %s: announce %s: %w", c.base, a.InfoHash, err)
 	}
 	defer resp.Body.Close()
-	var reply p2p.AnnounceReply
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReply)).Decode(&reply); err != nil {
+	reply, err := DecodeAnnounceReply(io.LimitReader(resp.Body, maxReply))
+	if err != nil {
 		return p2p.AnnounceReply{}, fmt.Errorf("tracker %s: announce %s: bad reply: %w", c.base, a.InfoHash, err)
 	}
 	return reply, nil
+}
+
+// DecodeAnnounceReply reads a tracker's announce reply in either form: peers as
+// objects ("peers"), or compact ("compact_peers", see p2p.CompactOrigin), which
+// Announce asks for and a tracker older than the compact form ignores.
+func DecodeAnnounceReply(r io.Reader) (p2p.AnnounceReply, error) {
+	var wire struct {
+		p2p.AnnounceReply
+		CompactPeers []compactPeer `json:"compact_peers"`
+	}
+	if err := json.NewDecoder(r).Decode(&wire); err != nil {
+		return p2p.AnnounceReply{}, err
+	}
+	reply := wire.AnnounceReply
+	for _, p := range wire.CompactPeers {
+		reply.Peers = append(reply.Peers, p2p.Peer(p))
+	}
+	return reply, nil
+}
+
+// compactPeer decodes one [peer_id, ip, port, flags] entry of a compact reply.
+type compactPeer p2p.Peer
+
+func (p *compactPeer) UnmarshalJSON(b []byte) error {
+	var fields []json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return fmt.Errorf("compact peer: %w", err)
+	}
+	if len(fields) != 4 {
+		return fmt.Errorf("compact peer: %d fields, want [peer_id, ip, port, flags]", len(fields))
+	}
+	var flags int
+	for i, dst := range []any{&p.PeerID, &p.IP, &p.Port, &flags} {
+		if err := json.Unmarshal(fields[i], dst); err != nil {
+			return fmt.Errorf("compact peer field %d: %w", i, err)
+		}
+	}
+	p.Origin = flags&p2p.CompactOrigin != 0
+	p.Complete = flags&p2p.CompactComplete != 0
+	return nil
 }
 
 // do sends req and turns non-2xx answers into errors (404 into ErrNotFound). On

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -93,5 +94,46 @@ func TestAnnounceBadReply(t *testing.T) {
 	c := serve(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>")) })
 	if _, err := c.Announce(context.Background(), p2p.Announce{}); err == nil || !strings.Contains(err.Error(), "bad reply") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestAnnounceAsksForCompactAndDecodesBothForms(t *testing.T) {
+	t.Parallel()
+	peers := []p2p.Peer{
+		{IP: "127.0.0.10", Port: 15201, Origin: true, Complete: true},
+		{PeerID: strings.Repeat("02", 20), IP: "127.0.0.3", Port: 16881, Complete: true},
+		{PeerID: strings.Repeat("03", 20), IP: "::1", Port: 16882},
+	}
+	for name, body := range map[string]string{
+		// An older tracker ignores ?compact=1 and answers with objects.
+		"objects": `{"interval_seconds":3,"peers":[{"peer_id":"","ip":"127.0.0.10","port":15201,"origin":true,"complete":true},` +
+			`{"peer_id":"` + peers[1].PeerID + `","ip":"127.0.0.3","port":16881,"origin":false,"complete":true},` +
+			`{"peer_id":"` + peers[2].PeerID + `","ip":"::1","port":16882,"origin":false,"complete":false}]}`,
+		"compact": `{"interval_seconds":3,"compact_peers":[["","127.0.0.10",15201,3],["` + peers[1].PeerID + `","127.0.0.3",16881,2],["` +
+			peers[2].PeerID + `","::1",16882,0]]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c := serve(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.RawQuery != "compact=1" {
+					t.Errorf("query %q, want compact=1", r.URL.RawQuery)
+				}
+				_, _ = w.Write([]byte(body))
+			})
+			got, err := c.Announce(context.Background(), p2p.Announce{})
+			if err != nil || got.IntervalSeconds != 3 || !slices.Equal(got.Peers, peers) {
+				t.Fatalf("got %+v, %v; want %+v", got, err, peers)
+			}
+		})
+	}
+}
+
+func TestDecodeAnnounceReplyRejectsBadCompactPeers(t *testing.T) {
+	t.Parallel()
+	for _, peer := range []string{`["id","127.0.0.1",1]`, `["id","127.0.0.1","1",0]`, `{"ip":"127.0.0.1"}`, `[1,"127.0.0.1",1,0]`} {
+		_, err := DecodeAnnounceReply(strings.NewReader(`{"interval_seconds":3,"compact_peers":[` + peer + `]}`))
+		if err == nil || !strings.Contains(err.Error(), "compact peer") {
+			t.Errorf("%s: got %v, want a compact peer error", peer, err)
+		}
 	}
 }

@@ -53,6 +53,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/metainfo"
 	"github.com/shoal-p2p/shoal/lib/originclient"
 	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/trackerclient"
 	"github.com/shoal-p2p/shoal/test/perf/internal/perf"
 )
 
@@ -73,6 +74,7 @@ type options struct {
 	profile    string
 	maxPeers   int
 	repeat     int
+	compact    bool
 }
 
 func main() {
@@ -107,6 +109,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&perf.Nice, "nice", -10, "niceness of the tracker and the generator (0: leave it; negative needs root), so other jobs on a shared machine don't take their cores")
 	fs.IntVar(&o.repeat, "repeat", 3, "rounds of the measured phases (other jobs on a shared machine make single runs noisy)")
 	fs.IntVar(&o.maxPeers, "max-peers", 0, "the tracker's max_peers (0: its default, 50)")
+	fs.BoolVar(&o.compact, "compact", true, "ask for compact replies (POST /announce?compact=1), as agents do")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write the tracker's CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -304,7 +307,7 @@ origins:
 	fmt.Fprintf(&b, "- Command: `%s`\n", command(o))
 	fmt.Fprintf(&b, "- Run: %s, %s; load average at start %s\n", start.UTC().Format("2006-01-02 15:04 UTC"), time.Since(start).Round(time.Second), load)
 	fmt.Fprintf(&b, "- Machine: %s\n", perf.Machine())
-	fmt.Fprintf(&b, "- Setup: the real `bin/shoal-tracker` pinned to CPU %d (`taskset`; Go sets GOMAXPROCS 1 from the mask), the generator pinned to CPU %d, both at nice %d (other jobs shared the machine); %d keep-alive HTTP/1.1 connections over loopback; every announce a real `POST /announce` naming its digest; hand-outs of up to 50 peers (tracker default `max_peers`)\n", o.trackerCPU, o.genCPU, perf.Nice, o.conns)
+	fmt.Fprintf(&b, "- Setup: the real `bin/shoal-tracker` pinned to CPU %d (`taskset`; Go sets GOMAXPROCS 1 from the mask), the generator pinned to CPU %d, both at nice %d (other jobs shared the machine); %d keep-alive HTTP/1.1 connections over loopback; every announce a real `POST %s` naming its digest; hand-outs of up to 50 peers (tracker default `max_peers`)\n", o.trackerCPU, o.genCPU, perf.Nice, o.conns, announcePath(o.compact))
 	fmt.Fprintf(&b, "- Population: %d agents with 40-hex peer ids and their own addresses, in %d memberships (%.2f swarms each) over %d blobs with Zipf(%.1f) popularity (median swarm %d peers, largest %d); %.0f%% of memberships announce complete; the tracker learnt every blob from a fake origin (`/blobs/{d}/metainfo`, `/peer`) on the blob's first announce, before measuring; each member re-announces every %d/rate s (< peer_ttl 10 s)\n",
 		o.agents, len(members), perAgent, len(blobs), o.zipf, sorted[len(sorted)/2], sorted[len(sorted)-1], 100*float64(complete)/float64(len(members)), len(members))
 	if st != "" {
@@ -320,6 +323,14 @@ origins:
 	fmt.Fprintf(&b, "\nLatency is from the request's due time (open loop) or its write (closed loop) to the end of the answer, at the client. Tracker CPU is the share of its one core charged to the tracker (utime+stime over wall time); \"its core busy\" is that core's busy share from /proc/stat, softirq included (loopback TCP processing the kernel charges to no process). Where the core is busy but the tracker's share is lower, other jobs or softirq took the rest; announces per tracker CPU-second is an upper bound on what one whole core would do (softirq not counted). For scale: %d agents in steady state announce about %.0f times a second (downloading memberships every 3 s, complete ones every 60 s).\n",
 		o.agents, float64(len(members)-complete)/3+float64(complete)/60)
 	return perf.WriteSection(o.out, "tracker", b.String())
+}
+
+// announcePath is the announce request's target: agents ask for compact replies.
+func announcePath(compact bool) string {
+	if compact {
+		return "/announce?compact=1"
+	}
+	return "/announce"
 }
 
 func command(o options) string {
@@ -341,6 +352,9 @@ func command(o options) string {
 	}
 	if o.maxPeers != def.maxPeers {
 		s += fmt.Sprintf(" -max-peers %d", o.maxPeers)
+	}
+	if o.compact != def.compact {
+		s += fmt.Sprintf(" -compact=%v", o.compact)
 	}
 	if perf.Nice != -10 {
 		s += fmt.Sprintf(" -nice %d", perf.Nice)
@@ -444,6 +458,7 @@ func population(o options, blobs []blob, host string) []member {
 		}
 	}
 	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	path := announcePath(o.compact)
 	for i := range out {
 		m := &out[i]
 		id := sha1.Sum([]byte("agent-" + strconv.Itoa(m.agent)))
@@ -455,7 +470,7 @@ func population(o options, blobs []blob, host string) []member {
 			Port:     16001,
 			Complete: m.complete,
 		})
-		m.req = fmt.Appendf(nil, "POST /announce HTTP/1.1\r\nHost: %s\r\nUser-Agent: shoal-agent\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", host, len(body), body)
+		m.req = fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: shoal-agent\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", path, host, len(body), body)
 	}
 	return out
 }
@@ -627,8 +642,8 @@ func (w *worker) record(c *conn, req []byte, due time.Time, i int) error {
 	}
 	w.n++
 	if check {
-		var reply p2p.AnnounceReply
-		if err := json.Unmarshal(body, &reply); err != nil {
+		reply, err := trackerclient.DecodeAnnounceReply(bytes.NewReader(body))
+		if err != nil {
 			w.errs++
 			w.err = "bad reply: " + err.Error()
 		} else {
