@@ -129,12 +129,15 @@ func (b *blobSource) Open(ctx context.Context, d digest.Digest) (io.ReadSeekClos
 		}
 		return openOriginRange(ctx, b.origins, d, off, n)
 	}
+	head := prefetchHead(ctx, b.origins, d, min(info.pieceLength, info.length))
 	t, err := b.engine.Fetch(ctx, d, info.raw, b.tracker, pull)
 	if err != nil {
+		head.drop()
 		return nil, 0, fmt.Errorf("agent fetch %s: %w", d, err)
 	}
 	r := newHeadFirstReader(ctx, d, t, info.pieceLength, b.origins, b.log, b.scope.Counter("head_bytes"))
 	r.headEnd = sync.OnceFunc(func() { close(headDone) })
+	r.prefetch = head
 	return r, t.Length(), nil
 }
 
