@@ -246,11 +246,7 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) error {
 	if a.Complete {
 		interval = s.cfg.SeederInterval
 	}
-	if wantsCompact(r.URL.RawQuery) {
-		ab.out = appendCompactReply(ab.out[:0], int(interval/time.Second), ab.peers)
-	} else {
-		ab.out = appendReply(ab.out[:0], int(interval/time.Second), ab.peers)
-	}
+	ab.out = appendReply(ab.out[:0], int(interval/time.Second), ab.peers, wantsCompact(r.URL.RawQuery))
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Content-Length"] = []string{strconv.Itoa(len(ab.out))}
@@ -305,28 +301,61 @@ func readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error
 }
 
 // appendReply appends the JSON of p2p.AnnounceReply{interval, peers} to b, as
-// encoding/json would write it (and a newline, as json.Encoder does).
-func appendReply(b []byte, interval int, peers []p2p.Peer) []byte {
+// encoding/json would write it (and a newline, as json.Encoder does), or its compact
+// form (see p2p.CompactOrigin).
+func appendReply(b []byte, interval int, peers []p2p.Peer, compact bool) []byte {
 	b = append(b, `{"interval_seconds":`...)
 	b = strconv.AppendInt(b, int64(interval), 10)
-	b = append(b, `,"peers":[`...)
+	if compact {
+		b = append(b, `,"compact_peers":[`...)
+	} else {
+		b = append(b, `,"peers":[`...)
+	}
 	for i, p := range peers {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"peer_id":`...)
-		b = appendString(b, p.PeerID)
-		b = append(b, `,"ip":`...)
-		b = appendString(b, p.IP)
-		b = append(b, `,"port":`...)
-		b = strconv.AppendInt(b, int64(p.Port), 10)
-		b = append(b, `,"origin":`...)
-		b = strconv.AppendBool(b, p.Origin)
-		b = append(b, `,"complete":`...)
-		b = strconv.AppendBool(b, p.Complete)
-		b = append(b, '}')
+		if compact {
+			b = appendCompactPeer(b, p)
+		} else {
+			b = appendPeer(b, p)
+		}
 	}
 	return append(b, "]}\n"...)
+}
+
+func appendPeer(b []byte, p p2p.Peer) []byte {
+	b = append(b, `{"peer_id":`...)
+	b = appendString(b, p.PeerID)
+	b = append(b, `,"ip":`...)
+	b = appendString(b, p.IP)
+	b = append(b, `,"port":`...)
+	b = strconv.AppendInt(b, int64(p.Port), 10)
+	b = append(b, `,"origin":`...)
+	b = strconv.AppendBool(b, p.Origin)
+	b = append(b, `,"complete":`...)
+	b = strconv.AppendBool(b, p.Complete)
+	return append(b, '}')
+}
+
+// appendCompactPeer appends ["<peer id>","<ip>",<port>,<flags>].
+func appendCompactPeer(b []byte, p p2p.Peer) []byte {
+	flags := 0
+	if p.Origin {
+		flags |= p2p.CompactOrigin
+	}
+	if p.Complete {
+		flags |= p2p.CompactComplete
+	}
+	b = append(b, '[')
+	b = appendString(b, p.PeerID)
+	b = append(b, ',')
+	b = appendString(b, p.IP)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, int64(p.Port), 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, int64(flags), 10)
+	return append(b, ']')
 }
 
 // wantsCompact reports whether an announce's query asks for the compact reply
@@ -340,36 +369,6 @@ func wantsCompact(rawQuery string) bool {
 		}
 	}
 	return false
-}
-
-// appendCompactReply appends the compact JSON reply (see p2p.CompactOrigin):
-// {"interval_seconds":3,"compact_peers":[["<peer id>","<ip>",<port>,<flags>],...]}.
-func appendCompactReply(b []byte, interval int, peers []p2p.Peer) []byte {
-	b = append(b, `{"interval_seconds":`...)
-	b = strconv.AppendInt(b, int64(interval), 10)
-	b = append(b, `,"compact_peers":[`...)
-	for i, p := range peers {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		flags := 0
-		if p.Origin {
-			flags |= p2p.CompactOrigin
-		}
-		if p.Complete {
-			flags |= p2p.CompactComplete
-		}
-		b = append(b, '[')
-		b = appendString(b, p.PeerID)
-		b = append(b, ',')
-		b = appendString(b, p.IP)
-		b = append(b, ',')
-		b = strconv.AppendInt(b, int64(p.Port), 10)
-		b = append(b, ',')
-		b = strconv.AppendInt(b, int64(flags), 10)
-		b = append(b, ']')
-	}
-	return append(b, "]}\n"...)
 }
 
 // appendString appends s as a JSON string. Peer ids and addresses are validated hex

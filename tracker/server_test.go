@@ -567,7 +567,7 @@ func TestCompactReplyOfFiftyIPv4PeersFitsOneWrite(t *testing.T) {
 		peers[i] = p2p.Peer{PeerID: strings.Repeat("f", 40), IP: "255.255.255.255", Port: 65535, Complete: true}
 	}
 	headers := len("HTTP/1.1 200 OK\r\nContent-Length: 4096\r\nContent-Type: application/json\r\nDate: Mon, 30 Nov 2026 23:59:59 GMT\r\n\r\n")
-	if n := len(appendCompactReply(nil, 60, peers)) + headers; n > 4096 {
+	if n := len(appendReply(nil, 60, peers, true)) + headers; n > 4096 {
 		t.Fatalf("answer of %d bytes, want at most 4096", n)
 	}
 }
