@@ -3,10 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 
 	"github.com/shoal-p2p/shoal/lib/eviction"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/mirror"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 )
@@ -39,6 +42,26 @@ type Config struct {
 	// Eviction bounds the blob cache (TTI, TTL, watermarks of a byte budget); an
 	// evicted blob is fetched again through the swarm on its next pull.
 	Eviction eviction.Config `yaml:"eviction"`
+	// Mirror makes the agent containerd's registry mirror for upstream registries,
+	// keyed by containerd's ?ns= (lib/mirror), and writes the node's containerd host
+	// files pointing at it.
+	Mirror mirror.Config `yaml:"mirror"`
+}
+
+// MirrorURL is the agent as the node's containerd reaches it: mirror.containerd.mirror_url,
+// else http://<listen> with loopback for an unspecified listen address.
+func (c *Config) MirrorURL() string {
+	if c.Mirror.Containerd.MirrorURL != "" {
+		return strings.TrimRight(c.Mirror.Containerd.MirrorURL, "/")
+	}
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return "http://" + c.Listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // DefaultConfig holds the values used for keys the file leaves out.
@@ -49,6 +72,7 @@ func DefaultConfig() Config {
 		P2P:         p2p.Config{ListenPort: 16001},
 		Origins:     originset.DefaultConfig(),
 		DirectBelow: 1 << 20,
+		Mirror:      mirror.DefaultConfig(),
 	}
 }
 
@@ -81,6 +105,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.P2P.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("p2p: %w", err))
+	}
+	if err := c.Mirror.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -9,14 +9,17 @@ import (
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-p2p/shoal/lib/blobstore"
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
 	"github.com/shoal-p2p/shoal/lib/config"
+	"github.com/shoal-p2p/shoal/lib/containerdhosts"
 	"github.com/shoal-p2p/shoal/lib/daemon"
 	"github.com/shoal-p2p/shoal/lib/eviction"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
+	"github.com/shoal-p2p/shoal/lib/mirror"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
@@ -53,6 +56,23 @@ func run(args []string) error {
 			Origins:    origins,
 			BuildIndex: buildindexclient.New(cfg.BuildIndex, hc),
 		}, cfg, log, reg.Scope)
+		if dir := cfg.Mirror.Containerd.HostsDir; dir != "" {
+			hosts := mirror.HostFiles(cfg.Mirror.Upstreams, cfg.Proxy, cfg.Mirror.Containerd.Default)
+			written, err := containerdhosts.Install(dir, hosts, cfg.MirrorURL(), cfg.Mirror.Containerd.DialTimeout)
+			// Whatever was written is put back on the way out, a failed install included.
+			defer func() {
+				if err := containerdhosts.Restore(dir, written); err != nil {
+					log.Error("restore containerd host files", zap.Error(err))
+				} else {
+					log.Info("restored containerd host files", zap.String("hosts_dir", dir), zap.Strings("registries", written))
+				}
+			}()
+			if err != nil {
+				return err
+			}
+			log.Info("containerd host files point at this agent", zap.String("hosts_dir", dir),
+				zap.Strings("registries", written), zap.String("mirror", cfg.MirrorURL()))
+		}
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
 			return httpserver.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)

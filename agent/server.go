@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/metainfo"
+	"github.com/shoal-p2p/shoal/lib/mirror"
+	"github.com/shoal-p2p/shoal/lib/oci"
 	"github.com/shoal-p2p/shoal/lib/originclient"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
@@ -37,7 +40,9 @@ type ServerDeps struct {
 // Server is the agent's read-only registry.
 type Server struct {
 	registry *registry.Registry
+	mirror   *mirror.Mapper
 	log      *zap.Logger
+	scope    tally.Scope
 }
 
 // NewServer wires the read side of the registry API over the agent's blob cache,
@@ -52,7 +57,7 @@ func NewServer(d ServerDeps, cfg Config, log *zap.Logger, scope tally.Scope) *Se
 		Log:          log,
 		Scope:        scope.SubScope("registry"),
 	})
-	return &Server{registry: reg, log: log}
+	return &Server{registry: reg, mirror: mirror.New(cfg.Mirror.Upstreams, cfg.Proxy), log: log, scope: scope}
 }
 
 // Handler lists every route of the agent.
@@ -60,8 +65,45 @@ func (s *Server) Handler(metrics http.Handler) http.Handler {
 	r := chi.NewRouter()
 	r.Use(httpserver.AccessLog(s.log))
 	httpserver.MountOps(r, metrics, nil)
-	s.registry.Routes(r)
+	r.Group(func(r chi.Router) {
+		r.Use(s.mirrorNS)
+		s.registry.Routes(r)
+	})
 	return r
+}
+
+// mirrorNS serves containerd's mirror requests (?ns=<registry>): an upstream's
+// repositories under its prefix, Shoal's own as they are, and a fast 404 for any
+// other registry, the same for HEAD and GET, so containerd falls back to its next host.
+func (s *Server) mirrorNS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ns := r.URL.Query().Get("ns")
+		path := strings.TrimPrefix(r.URL.Path, "/v2/")
+		kind, mapped := s.mirror.Rewrite(ns, path)
+		upstream := ns
+		switch kind {
+		case mirror.Local:
+			upstream = "_local"
+		case mirror.Unknown:
+			upstream = "_other" // any registry a client names: not a label value each
+		}
+		s.scope.Tagged(map[string]string{"upstream": upstream, "result": kind.String()}).Counter("mirror_requests").Inc(1)
+		switch kind {
+		case mirror.Unknown:
+			w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+			oci.WriteError(w, mirror.NotFound(ns, path))
+			return
+		case mirror.Mirrored:
+			if mapped != path {
+				u := *r.URL // the caller's URL stays as sent (access log)
+				u.Path, u.RawPath = "/v2/"+mapped, ""
+				r2 := *r
+				r2.URL = &u
+				r = &r2
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // headStartWait bounds how long pulls wait for the client's first piece.

@@ -66,6 +66,7 @@ func newCluster(t *testing.T) *cluster {
 	tr := http.NewServeMux()
 	tr.HandleFunc("GET /metainfo/{digest}", func(w http.ResponseWriter, r *http.Request) {
 		c.hit("tracker metainfo")
+		c.hit("tracker metainfo repository=" + r.URL.Query().Get("repository"))
 		b, ok := c.blob(digest.Digest(r.PathValue("digest")))
 		if !ok {
 			notFound(w, trackerclient.CodeNotFound)
@@ -187,6 +188,7 @@ type agent struct {
 	store  *blobstore.Store
 	cfg    Config
 	engine *p2p.Engine
+	scope  tally.TestScope
 }
 
 func newEngine(t *testing.T, ip string) (*p2p.Engine, *blobstore.Store) {
@@ -211,13 +213,20 @@ func newEngine(t *testing.T, ip string) (*p2p.Engine, *blobstore.Store) {
 // by IP). Its origins are the cluster's and any others given.
 func newAgent(t *testing.T, c *cluster, ip string, otherOrigins ...string) *agent {
 	t.Helper()
+	return newAgentWith(t, c, ip, func(cfg *Config) { cfg.Origins.Static = append(cfg.Origins.Static, otherOrigins...) })
+}
+
+// newAgentWith is newAgent with edit applied to its config.
+func newAgentWith(t *testing.T, c *cluster, ip string, edit func(*Config)) *agent {
+	t.Helper()
 	engine, store := newEngine(t, ip)
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.P2P = p2p.Config{ListenIP: ip}
 	cfg.Tracker, cfg.BuildIndex = c.tracker.URL, c.buildIndex.URL
-	cfg.Origins.Static = append([]string{c.origin.URL}, otherOrigins...)
+	cfg.Origins.Static = []string{c.origin.URL}
 	cfg.Proxy = testProxy
+	edit(&cfg)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -227,20 +236,21 @@ func newAgent(t *testing.T, c *cluster, ip string, otherOrigins ...string) *agen
 	if err != nil {
 		t.Fatal(err)
 	}
+	scope := tally.NewTestScope("", nil)
 	srv := NewServer(ServerDeps{
 		Store:      store,
 		Engine:     engine,
 		Tracker:    trackerclient.New(cfg.Tracker, upstream),
 		Origins:    origins,
 		BuildIndex: buildindexclient.New(cfg.BuildIndex, upstream),
-	}, cfg, zap.NewNop(), tally.NoopScope)
+	}, cfg, zap.NewNop(), scope)
 	hs := httptest.NewServer(srv.Handler(nil))
 	t.Cleanup(hs.Close) // before the engine closes: requests may be reading from it
 	// The timeout is a hang guard (a fetch with no peers waits for them), not an
 	// assertion on speed.
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: testTimeout}
 	t.Cleanup(hc.CloseIdleConnections)
-	return &agent{url: hs.URL, hc: hc, store: store, cfg: cfg, engine: engine}
+	return &agent{url: hs.URL, hc: hc, store: store, cfg: cfg, engine: engine, scope: scope}
 }
 
 type response struct {
@@ -278,6 +288,13 @@ func ociError(t *testing.T, r response) oci.EnvelopeError {
 		t.Fatalf("not an error envelope (%d): %q", r.status, r.body)
 	}
 	return env.Errors[0]
+}
+
+// testManifest is a Docker image manifest whose one layer is named by layer.
+func testManifest(layer string) []byte {
+	return []byte(`{"schemaVersion":2,"mediaType":"` + oci.MediaTypeDockerManifest + `",` +
+		`"config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"` + digest.FromString("{}").String() + `"},` +
+		`"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":5,"digest":"` + digest.FromString(layer).String() + `"}]}`)
 }
 
 func randomBlob(n int, seed uint64) []byte {
@@ -374,12 +391,7 @@ func TestManifestByTag(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	a := newAgent(t, c, "127.0.0.72")
-	manifest := func(layer string) []byte {
-		return []byte(`{"schemaVersion":2,"mediaType":"` + oci.MediaTypeDockerManifest + `",` +
-			`"config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"` + digest.FromString("{}").String() + `"},` +
-			`"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":5,"digest":"` + digest.FromString(layer).String() + `"}]}`)
-	}
-	m1, m2 := manifest("one"), manifest("two")
+	m1, m2 := testManifest("one"), testManifest("two")
 	d1, d2 := c.add(m1), c.add(m2)
 	c.tag("library/busybox", "latest", d1)
 

@@ -101,7 +101,7 @@ func AccessLog(log *zap.Logger) func(http.Handler) http.Handler {
 			// Check first: building the fields costs an allocation per request even
 			// when debug is off, and trackers take tens of thousands a second.
 			if ce := log.Check(zap.DebugLevel, "request"); ce != nil {
-				ce.Write(zap.String("method", r.Method), zap.String("path", r.URL.Path),
+				ce.Write(zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("query", r.URL.RawQuery),
 					zap.Int("status", ww.status), zap.Duration("took", time.Since(start)))
 			}
 		})

@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -66,6 +67,15 @@ type Config struct {
 	Username string `yaml:"username"`
 	// Password is Username's password or access token.
 	Password string `yaml:"password"`
+	// PasswordFile is a file holding the password instead (a mounted Secret), read
+	// at start; surrounding whitespace is dropped. Set Password or PasswordFile.
+	PasswordFile string `yaml:"password_file"`
+	// RepositoryPrefix is the prefix of Shoal's repository names that are this
+	// upstream's, removed before asking it: with docker.io/ (an agent mirroring
+	// docker.io for containerd, see lib/mirror), Shoal's docker.io/library/nginx is
+	// library/nginx upstream. A name without it is a miss. Empty: names are the
+	// upstream's own.
+	RepositoryPrefix string `yaml:"repository_prefix"`
 	// Insecure allows plain http; required for an http:// URL. Without it, requests to
 	// the upstream never fall back to http.
 	Insecure bool `yaml:"insecure"`
@@ -91,8 +101,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("backend.registry.url: %q has a path, query or user (a registry serves /v2/ at its root: set the scheme and host only, credentials in backend.registry.username/password)", c.URL)
 	case u.Scheme == "http" && !c.Insecure:
 		return fmt.Errorf("backend.registry.insecure: false but backend.registry.url %q is plain http (set backend.registry.insecure: true, or use https)", c.URL)
-	case c.Password != "" && c.Username == "":
-		return errors.New("backend.registry.username: empty but backend.registry.password is set (set both, or neither for anonymous pulls)")
+	case c.Password != "" && c.PasswordFile != "":
+		return errors.New("backend.registry.password_file: set with backend.registry.password (keep one)")
+	case (c.Password != "" || c.PasswordFile != "") && c.Username == "":
+		return errors.New("backend.registry.username: empty but a password is set (set both, or neither for anonymous pulls)")
+	case c.RepositoryPrefix != "" && (!strings.HasSuffix(c.RepositoryPrefix, "/") || strings.HasPrefix(c.RepositoryPrefix, "/")):
+		return fmt.Errorf("backend.registry.repository_prefix: %q must end with a slash and not start with one (e.g. docker.io/)", c.RepositoryPrefix)
 	case c.TagTTL < 0:
 		return fmt.Errorf("backend.registry.tag_ttl: %s is negative (set e.g. backend.registry.tag_ttl: 5m, or 0 for the default)", c.TagTTL)
 	case c.Timeout < 0:
@@ -117,6 +131,7 @@ func WithTransport(rt http.RoundTripper) Option { return func(b *Backend) { b.ba
 // Backend reads from an upstream registry. Safe for concurrent use.
 type Backend struct {
 	reg       name.Registry
+	prefix    string // Config.RepositoryPrefix
 	dockerHub bool
 	auth      authn.Authenticator
 	base      http.RoundTripper
@@ -159,6 +174,7 @@ func New(_ context.Context, cfg Config, opts ...Option) (*Backend, error) {
 	}
 	b := &Backend{
 		reg:       reg,
+		prefix:    cfg.RepositoryPrefix,
 		dockerHub: slices.Contains([]string{"docker.io", "index.docker.io", "registry-1.docker.io"}, u.Hostname()),
 		auth:      authn.Anonymous,
 		ttl:       cmp.Or(cfg.TagTTL, DefaultTagTTL),
@@ -166,6 +182,13 @@ func New(_ context.Context, cfg Config, opts ...Option) (*Backend, error) {
 		now:       time.Now,
 		log:       zap.NewNop(),
 		tags:      map[tagKey]tagEntry{},
+	}
+	if cfg.PasswordFile != "" {
+		raw, err := os.ReadFile(cfg.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("backend.registry.password_file: %w (mount the Secret there, or set backend.registry.password)", err)
+		}
+		cfg.Password = strings.TrimSpace(string(raw))
 	}
 	if cfg.Username != "" {
 		b.auth = authn.FromConfig(authn.AuthConfig{Username: cfg.Username, Password: cfg.Password})
@@ -326,10 +349,11 @@ func (b *Backend) catalog(ctx context.Context) ([]string, error) {
 		}
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
-	if b.dockerHub {
-		for i, r := range repos {
-			repos[i] = strings.TrimPrefix(r, "library/")
+	for i, r := range repos {
+		if b.dockerHub {
+			r = strings.TrimPrefix(r, "library/")
 		}
+		repos[i] = b.prefix + r
 	}
 	return repos, nil
 }
@@ -514,8 +538,13 @@ func (b *Backend) namespace(ctx context.Context) (name.Repository, error) {
 	return repo, nil
 }
 
-// repository names repo on the upstream; Docker Hub's official images get "library/".
+// repository names Shoal's repo on the upstream: without the repository prefix, and
+// Docker Hub's official images get "library/".
 func (b *Backend) repository(repo string) (name.Repository, error) {
+	repo, ok := strings.CutPrefix(repo, b.prefix)
+	if !ok {
+		return name.Repository{}, fmt.Errorf("repository %q is not under this upstream's prefix %q", repo, b.prefix)
+	}
 	// Parsed under a dummy registry so that a first component with a dot is not
 	// taken for a registry host, nor a dotless upstream host for a repository.
 	if _, err := name.NewRepository("registry.invalid/"+repo, name.StrictValidation); err != nil {

@@ -10,6 +10,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,11 @@ func TestValidate(t *testing.T) {
 		{"user in url", func(c *Config) { c.URL = "https://u:p@r.example.com" }, "backend.registry.url"},
 		{"http without insecure", func(c *Config) { c.URL = "http://127.0.0.1:5000" }, "backend.registry.insecure"},
 		{"password alone", func(c *Config) { c.Password = "p" }, "backend.registry.username"},
+		{"password file alone", func(c *Config) { c.PasswordFile = "/p" }, "backend.registry.username"},
+		{"password and file", func(c *Config) { c.Username, c.Password, c.PasswordFile = "u", "p", "/p" }, "backend.registry.password_file"},
+		{"prefix", func(c *Config) { c.RepositoryPrefix = "docker.io/" }, ""},
+		{"prefix without slash", func(c *Config) { c.RepositoryPrefix = "docker.io" }, "backend.registry.repository_prefix"},
+		{"prefix with leading slash", func(c *Config) { c.RepositoryPrefix = "/docker.io/" }, "backend.registry.repository_prefix"},
 		{"negative ttl", func(c *Config) { c.TagTTL = -time.Second }, "backend.registry.tag_ttl"},
 		{"negative timeout", func(c *Config) { c.Timeout = -time.Second }, "backend.registry.timeout"},
 	} {
@@ -488,6 +494,64 @@ func TestList(t *testing.T) {
 	up.mode.Store("down")
 	if _, err := b.List(t.Context(), backend.TagsPrefix("a/app")); err == nil {
 		t.Error("List with the upstream down: no error")
+	}
+}
+
+// With a repository prefix (an agent mirroring the upstream for containerd), Shoal's
+// names carry it and the upstream's do not: tags, blobs and listings translate, and a
+// name without the prefix is a miss.
+func TestRepositoryPrefix(t *testing.T) {
+	t.Parallel()
+	up := newFakeUpstream(t, nil)
+	img := push(t, up.host, "team/app", "v1")
+	const prefix = "upstream.test_5000/"
+	b := newTestBackend(t, Config{URL: up.srv.URL, Insecure: true, RepositoryPrefix: prefix})
+	wantTag(t, b, prefix+"team/app", "v1", digestOf(t, img))
+	if _, err := b.Stat(t.Context(), backend.TagName("team/app", "v1")); !errors.Is(err, backend.ErrNotFound) {
+		t.Errorf("tag without the prefix: %v, want ErrNotFound", err)
+	}
+
+	raw, _ := img.RawManifest()
+	md := digest.FromBytes(raw)
+	got, err := download(backend.WithNamespace(t.Context(), prefix+"team/app"), b, backend.BlobName(md))
+	if err != nil || got != string(raw) {
+		t.Errorf("manifest by digest under the prefix = %d bytes, %v", len(got), err)
+	}
+	if _, err := b.Stat(backend.WithNamespace(t.Context(), "team/app"), backend.BlobName(md)); !errors.Is(err, backend.ErrNotFound) {
+		t.Errorf("blob in a namespace without the prefix: %v, want ErrNotFound", err)
+	}
+
+	for _, prefixOf := range []string{backend.TagsPrefix(prefix + "team/app"), backend.RepositoriesPrefix} {
+		names, err := b.List(t.Context(), prefixOf)
+		if want := []string{backend.TagName(prefix+"team/app", "v1")}; err != nil || !slices.Equal(names, want) {
+			t.Errorf("List(%q) = %q, %v; want %q", prefixOf, names, err, want)
+		}
+	}
+}
+
+func TestPasswordFile(t *testing.T) {
+	t.Parallel()
+	up := newFakeUpstream(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u, p, ok := r.BasicAuth(); !ok || u != "puller" || p != "s3cret" {
+				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	img := push(t, up.host, "team/app", "v1", remote.WithAuth(basic("puller", "s3cret")))
+	file := t.TempDir() + "/password"
+	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := newTestBackend(t, Config{URL: up.srv.URL, Insecure: true, Username: "puller", PasswordFile: file})
+	wantTag(t, b, "team/app", "v1", digestOf(t, img))
+
+	_, err := New(t.Context(), Config{URL: up.srv.URL, Insecure: true, Username: "puller", PasswordFile: file + ".missing"})
+	if err == nil || !strings.Contains(err.Error(), "backend.registry.password_file") {
+		t.Errorf("missing password file: %v", err)
 	}
 }
 
