@@ -86,7 +86,8 @@ type Options struct {
 	Agents int
 	// ConfigDir holds the configs (agent.yaml, buildindex.yaml, origin.yaml, proxy.yaml,
 	// tracker.yaml) for the same topology and addresses; <Root>/config/devcluster when
-	// empty. Relative paths in them are relative to the state folder.
+	// empty. Relative paths in them are relative to the state folder. An agent<N>.yaml
+	// there, when present, is agent N's config instead of agent.yaml.
 	ConfigDir string
 }
 
@@ -143,8 +144,14 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	for i := 0; i < o.Agents; i++ {
 		a := AgentAt(i)
 		c.Agents = append(c.Agents, a)
+		// An agent's own config (agent1.yaml, ...) wins over the shared agent.yaml, for
+		// settings that differ per node (e.g. the containerd hosts folder it writes).
+		agentCfg := cfg("agent")
+		if _, err := os.Stat(cfg(a.Name)); err == nil {
+			agentCfg = cfg(a.Name)
+		}
 		specs = append(specs, spec{a.Name, "agent", a.Registry, []string{
-			"--config", cfg("agent"), "--listen", a.Registry, "--data-dir", a.Name,
+			"--config", agentCfg, "--listen", a.Registry, "--data-dir", a.Name,
 			"--peer-ip", a.PeerIP, "--peer-port", strconv.Itoa(a.PeerPort),
 		}})
 	}
