@@ -6,7 +6,7 @@ TOOLS    := $(CURDIR)/.tools/bin
 export CGO_ENABLED := 0
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all build test unit e2e e2e-backends integration tools devcluster demo lint clean images bench bench-smoke
+.PHONY: all build test unit e2e e2e-backends e2e-containerd e2e-kubernetes kube-tools integration tools devcluster demo lint clean images bench bench-smoke
 
 all: build
 
@@ -19,7 +19,7 @@ build:
 
 ## test: lint, unit tests, integration tests against real servers, the end-to-end suite, the
 ## demo, and a small swarm benchmark on network namespaces (correctness only, results not kept)
-test: lint unit integration e2e e2e-backends demo bench-smoke
+test: lint unit integration e2e e2e-backends e2e-containerd e2e-kubernetes demo bench-smoke
 
 ## unit: go test ./... (fast, in-process)
 unit:
@@ -34,6 +34,26 @@ e2e: build tools
 ## same fixed ports as e2e, so never at the same time
 e2e-backends: build tools
 	$(GO) test -tags e2e -count=1 -p 1 -timeout 20m -v ./test/e2e/backends/
+
+## e2e-containerd: a real containerd (started by the test, own root and socket; ctr and the
+## CRI API) pulling through the agents as its registry mirror, from a distribution registry
+## upstream and from the proxy; needs root and containerd (skips without); the same fixed
+## ports as e2e, so never at the same time
+e2e-containerd: build tools
+	$(GO) test -tags e2e -count=1 -p 1 -timeout 20m -v ./test/e2e/containerd/
+
+## e2e-kubernetes: the Helm chart on a real single-node Kubernetes that the test brings up
+## on this machine (test/kube: kubelet on a private containerd, kube-proxy, CoreDNS), from
+## the images of `make images`: pods pull an upstream's and the proxy's images through the
+## node's agent, origins scale 3 -> 4, helm uninstall restores the node (root; ~9 min
+## more the first time, building Kubernetes into .tools/kube)
+e2e-kubernetes: build images tools kube-tools
+	$(GO) test -tags e2e -count=1 -timeout 30m -v ./test/e2e/kubernetes/
+
+## kube-tools: the test cluster's binaries (Kubernetes v1.37.2, etcd, kube-proxy, CoreDNS,
+## helm) built from the Go module proxy into .tools/kube (once; test/kube/build.sh)
+kube-tools:
+	@bash test/kube/build.sh
 
 ## integration: tests against real servers (S3, GCS, ...) that the tests start from .tools/bin
 integration: tools
@@ -90,8 +110,65 @@ bench-loopback: build
 clean:
 	rm -rf bin state
 
-## images: one FROM-scratch image per binary (shoal-<binary>:dev)
+# images: tag, OCI labels (override any: make images IMAGE_TAG=v1 VERSION=v1.0.0) and the
+# CA bundle copied into the images (Go's TLS roots; scratch has none)
+IMAGE_TAG ?= dev
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+CREATED   ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+
+## images: one FROM-scratch image per binary, shoal-<binary>:$(IMAGE_TAG), non-root (65532),
+## each also saved as build/images/shoal-<binary>.tar (for docker load or ctr images import)
 images: build
-	@for b in $(BINARIES); do \
-		docker build -q -f docker/Dockerfile --build-arg BINARY=$$b -t shoal-$$b:dev . || exit 1; \
+	@test -r "$(CA_BUNDLE)" || { echo "images: no CA bundle at $(CA_BUNDLE) (apt-get install ca-certificates, or set CA_BUNDLE=)"; exit 1; }
+	@set -e; for b in $(BINARIES); do \
+		ctx=build/images/context/$$b; rm -rf $$ctx; \
+		mkdir -p $$ctx/rootfs/etc/shoal $$ctx/rootfs/etc/ssl/certs $$ctx/rootfs/tmp $$ctx/data; chmod 1777 $$ctx/rootfs/tmp; \
+		cp bin/shoal-$$b $$ctx/shoal; cp config/$$b.yaml $$ctx/rootfs/etc/shoal/$$b.yaml; \
+		cp "$(CA_BUNDLE)" $$ctx/rootfs/etc/ssl/certs/ca-certificates.crt; \
+		out=$$(docker build -q -f docker/Dockerfile --build-arg BINARY=$$b --build-arg VERSION="$(VERSION)" \
+			--build-arg REVISION="$(REVISION)" --build-arg CREATED="$(CREATED)" \
+			-t shoal-$$b:$(IMAGE_TAG) $$ctx 2>&1) || { echo "$$out"; exit 1; }; \
+		docker save -o build/images/shoal-$$b.tar shoal-$$b:$(IMAGE_TAG); chmod 0644 build/images/shoal-$$b.tar; \
+		echo "shoal-$$b:$(IMAGE_TAG) -> build/images/shoal-$$b.tar ($$(du -h build/images/shoal-$$b.tar | cut -f1))"; \
+	done
+
+# chart-lint: --set variants that must render, and values values.schema.json (or the
+# chart's own checks) must refuse, one helm argument list per line
+CHART := charts/shoal
+CHART_GOOD := \
+	"--set backend.kind=s3 --set backend.s3.bucket=b --set backend.s3.region=eu-west-1 --set backend.s3.existingSecret=s3 --set backend.s3.endpoint=http://minio:9000 --set backend.s3.pathStyle=true" \
+	"--set backend.kind=gcs --set backend.gcs.bucket=b --set backend.gcs.existingSecret=gcs" \
+	"--set backend.fs.existingClaim=shared --set origin.persistence.enabled=true --set origin.persistence.storageClass=- --set buildindex.persistence.enabled=true" \
+	"--set monitoring.serviceMonitor.enabled=true --set monitoring.dashboard.enabled=true --set agent.listenHost=0.0.0.0" \
+	"--set upstreams[0].host=docker.io --set upstreams[0].url=https://registry-1.docker.io --set upstreams[1].host=upstream.test:5000 --set upstreams[1].url=http://10.0.0.5:5000 --set upstreams[1].insecure=true --set upstreams[1].username=u --set upstreams[1].passwordSecret.name=up --set upstreams[1].passwordSecret.key=token" \
+	"-f test/e2e/kubernetes/testdata/values.yaml"
+CHART_BAD := \
+	"--set origin.replicas=0" \
+	"--set backend.kind=nfs" \
+	"--set backend.kind=s3" \
+	"--set upstreams[0].url=https://registry-1.docker.io" \
+	"--set upstreams[0].host=docker.io" \
+	"--set upstreams[0].host=docker.io --set upstreams[0].url=registry-1.docker.io" \
+	"--set upstreams[0].host=up:5000 --set upstreams[0].url=http://up:5000" \
+	"--set upstreams[0].host=a.io --set upstreams[0].url=https://a.io --set upstreams[1].host=A.IO --set upstreams[1].url=https://b.io" \
+	"--set proxy.port=70000" \
+	"--set origin.replcas=3"
+
+## chart-lint: helm lint and helm template of charts/shoal (defaults and --set variants),
+## and values the chart must refuse (each refusal printed)
+.PHONY: chart-lint
+chart-lint:
+	@test -x $(TOOLS)/helm || { echo "chart-lint: no $(TOOLS)/helm (make kube-tools builds it)"; exit 1; }
+	$(TOOLS)/helm lint --strict $(CHART)
+	@$(TOOLS)/helm template shoal $(CHART) >/dev/null && echo "template: defaults ok"
+	@for v in $(CHART_GOOD); do \
+		$(TOOLS)/helm template shoal $(CHART) $$v >/dev/null || { echo "template $$v: failed"; exit 1; }; \
+		$(TOOLS)/helm lint --strict $(CHART) $$v >/dev/null || { echo "lint $$v: failed"; exit 1; }; \
+		echo "template: $$v ok"; \
+	done
+	@for v in $(CHART_BAD); do \
+		if out=$$($(TOOLS)/helm template shoal $(CHART) $$v 2>&1); then echo "template $$v: rendered, want a refusal"; exit 1; fi; \
+		echo "refused: $$v"; echo "$$out" | grep -v '^Error: values don.t meet\|^shoal:$$\|^$$\|--debug' | sed 's/^/    /'; \
 	done

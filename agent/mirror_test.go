@@ -102,3 +102,17 @@ func TestMirrorNamespaces(t *testing.T) {
 		t.Errorf("mirror_requests unknown = %d, want 8", n)
 	}
 }
+
+// TestReadiness: ready once origins are known and the tracker and build-index answer.
+func TestReadiness(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := newAgent(t, c, "127.0.0.78")
+	if r := a.do(t, http.MethodGet, "/readiness"); r.status != http.StatusOK {
+		t.Fatalf("readiness with everything up: %d %s", r.status, r.body)
+	}
+	c.tracker.Close()
+	if r := a.do(t, http.MethodGet, "/readiness"); r.status != http.StatusServiceUnavailable {
+		t.Errorf("readiness with the tracker down: %d %s", r.status, r.body)
+	}
+}

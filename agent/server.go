@@ -43,6 +43,10 @@ type Server struct {
 	mirror   *mirror.Mapper
 	log      *zap.Logger
 	scope    tally.Scope
+	origins  *originset.Set
+	// deps are the base URLs readiness checks (tracker, build-index).
+	deps []string
+	hc   *http.Client
 }
 
 // NewServer wires the read side of the registry API over the agent's blob cache,
@@ -57,14 +61,39 @@ func NewServer(d ServerDeps, cfg Config, log *zap.Logger, scope tally.Scope) *Se
 		Log:          log,
 		Scope:        scope.SubScope("registry"),
 	})
-	return &Server{registry: reg, mirror: mirror.New(cfg.Mirror.Upstreams, cfg.Proxy), log: log, scope: scope}
+	return &Server{registry: reg, mirror: mirror.New(cfg.Mirror.Upstreams, cfg.Proxy), log: log, scope: scope,
+		origins: d.Origins, deps: []string{cfg.Tracker, cfg.BuildIndex}, hc: &http.Client{Timeout: 2 * time.Second}}
+}
+
+// ready is the agent's readiness: it knows origins and reaches the tracker and
+// build-index. Until then every pull would fail with a 500 and containerd would fall
+// back to the upstream (on Kubernetes: until kube-proxy has programmed the Services).
+func (s *Server) ready(ctx context.Context) error {
+	if s.origins != nil && len(s.origins.Members()) == 0 {
+		return errors.New("no origins known yet")
+	}
+	for _, base := range s.deps {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/health", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := s.hc.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s/health: %s", base, resp.Status)
+		}
+	}
+	return nil
 }
 
 // Handler lists every route of the agent.
 func (s *Server) Handler(metrics http.Handler) http.Handler {
 	r := chi.NewRouter()
 	r.Use(httpserver.AccessLog(s.log))
-	httpserver.MountOps(r, metrics, nil)
+	httpserver.MountOps(r, metrics, s.ready)
 	r.Group(func(r chi.Router) {
 		r.Use(s.mirrorNS)
 		s.registry.Routes(r)

@@ -80,6 +80,7 @@ func newCluster(t *testing.T) *cluster {
 		w.Header().Set("Content-Type", "application/x-bittorrent")
 		_, _ = w.Write(res.InfoBytes)
 	})
+	tr.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {})
 	tr.HandleFunc("POST /announce", func(w http.ResponseWriter, r *http.Request) {
 		c.hit("tracker announce")
 		var a p2p.Announce
@@ -96,6 +97,9 @@ func newCluster(t *testing.T) *cluster {
 	t.Cleanup(c.tracker.Close)
 
 	c.buildIndex = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			return
+		}
 		rest, ok := strings.CutPrefix(r.URL.Path, "/tags/")
 		repo, tag, found := strings.Cut(rest, "/_tag/")
 		if r.Method != http.MethodGet || !ok || !found {
