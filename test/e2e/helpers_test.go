@@ -4,54 +4,19 @@ package e2e
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/shoal-p2p/shoal/test/cluster"
+	"github.com/shoal-p2p/shoal/test/e2eutil"
 )
-
-// tool runs a client binary and returns its stdout, failing the test on error.
-func tool(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := toolErr(name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
-	}
-	return out
-}
-
-func toolErr(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%w\n%s", err, stderr.String())
-	}
-	return stdout.String(), nil
-}
-
-// randomLayerTar writes a tar holding one random file of size bytes and returns its path.
-func randomLayerTar(t *testing.T, size int) string {
-	t.Helper()
-	data := make([]byte, size)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
-	return writeTar(t, map[string][]byte{"data/random.bin": data})
-}
 
 func writeTar(t *testing.T, files map[string][]byte) string {
 	t.Helper()
@@ -121,3 +86,10 @@ func metric(t *testing.T, addr, name string, cond func(float64) bool, labels ...
 func proxyRef(repoTag string) string { return cluster.ProxyAddr + "/" + repoTag }
 
 func agentRef(i int, repoTag string) string { return dev.Agents[i].Registry + "/" + repoTag }
+
+// The suites' shared helpers (test/e2eutil).
+var (
+	tool           = e2eutil.Tool
+	toolErr        = e2eutil.ToolErr
+	randomLayerTar = e2eutil.RandomLayerTar
+)

@@ -3,17 +3,13 @@
 package backends
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,6 +19,7 @@ import (
 
 	"github.com/shoal-p2p/shoal/lib/backend"
 	"github.com/shoal-p2p/shoal/test/cluster"
+	"github.com/shoal-p2p/shoal/test/e2eutil"
 )
 
 // env is one scenario's state folder: the cluster's state under cluster/, the servers'
@@ -114,54 +111,6 @@ func (e *env) originMetric(t *testing.T, name string) float64 {
 func (e *env) agentRef(i int, ref string) string { return e.c.Agents[i].Registry + "/" + ref }
 
 func proxyRef(ref string) string { return cluster.ProxyAddr + "/" + ref }
-
-// tool runs a client binary and returns its stdout, failing the test on error.
-func tool(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := toolErr(name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
-	}
-	return out
-}
-
-func toolErr(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%w\n%s", err, stderr.String())
-	}
-	return stdout.String(), nil
-}
-
-// randomLayerTar writes a tar holding one random file of size bytes and returns its path.
-func randomLayerTar(t *testing.T, size int) string {
-	t.Helper()
-	data := make([]byte, size)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "layer.tar")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	if err := tw.WriteHeader(&tar.Header{Name: "data/random.bin", Mode: 0o644, Size: int64(size), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // pushImage pushes a new image of random layers of the given sizes to ref (through the
 // proxy or straight to an upstream) and returns its raw manifest as the registry holds it.
@@ -285,3 +234,10 @@ func readYAML(t *testing.T, path string, v any) {
 		t.Fatalf("%s: %v", path, err)
 	}
 }
+
+// The suites' shared helpers (test/e2eutil).
+var (
+	tool           = e2eutil.Tool
+	toolErr        = e2eutil.ToolErr
+	randomLayerTar = e2eutil.RandomLayerTar
+)

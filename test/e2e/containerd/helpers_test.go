@@ -3,11 +3,8 @@
 package containerd
 
 import (
-	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -26,6 +23,7 @@ import (
 	"time"
 
 	"github.com/shoal-p2p/shoal/test/cluster"
+	"github.com/shoal-p2p/shoal/test/e2eutil"
 )
 
 // preflight skips unless the test can run a containerd of its own (root, containerd
@@ -368,54 +366,6 @@ func series(m map[string]float64, prefix string) string {
 
 // --- tools and images ---
 
-// tool runs a client binary and returns its stdout, failing the test on error.
-func tool(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := toolErr(name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
-	}
-	return out
-}
-
-func toolErr(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%w\n%s%s", err, stderr.String(), stdout.String())
-	}
-	return stdout.String(), nil
-}
-
-// randomLayerTar writes a tar holding one random file of size bytes and returns its path.
-func randomLayerTar(t *testing.T, size int) string {
-	t.Helper()
-	data := make([]byte, size)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "layer.tar")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	if err := tw.WriteHeader(&tar.Header{Name: "data/random.bin", Mode: 0o644, Size: int64(size), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // image is what was pushed: its raw manifest and the digests in it.
 type image struct {
 	raw    string
@@ -522,3 +472,10 @@ func listTree(t *testing.T, dir string) []string {
 	}
 	return out
 }
+
+// The suites' shared helpers (test/e2eutil).
+var (
+	tool           = e2eutil.Tool
+	toolErr        = e2eutil.ToolErr
+	randomLayerTar = e2eutil.RandomLayerTar
+)

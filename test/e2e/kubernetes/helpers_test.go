@@ -3,13 +3,10 @@
 package kubernetes
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -24,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/shoal-p2p/shoal/test/cluster"
+	"github.com/shoal-p2p/shoal/test/e2eutil"
 )
 
 // kube is the running test cluster: the paths test/kube/up.sh wrote to its env file.
@@ -228,10 +226,7 @@ func push(t *testing.T, hello, ref string, size int) pushed {
 	if err != nil {
 		t.Fatalf("read %s: %v", hello, err)
 	}
-	random := randomTar(t, size) // once: the opener is called for the digest and the upload
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(random)), nil
-	})
+	layer, err := tarball.LayerFromFile(e2eutil.RandomLayerTar(t, size))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,23 +249,6 @@ func push(t *testing.T, hello, ref string, size int) pushed {
 		p.layers = append(p.layers, ld.String())
 	}
 	return p
-}
-
-// randomTar is a layer holding one file of size random bytes (incompressible).
-func randomTar(t *testing.T, size int) []byte {
-	t.Helper()
-	data := make([]byte, size)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: "random.bin", Mode: 0o644, Size: int64(size)}); err != nil {
-		t.Fatal(err)
-	}
-	tw.Write(data)
-	tw.Close()
-	return buf.Bytes()
 }
 
 func indent(s string) string {
