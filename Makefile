@@ -19,7 +19,7 @@ build:
 
 ## test: lint, unit tests, integration tests against real servers, the end-to-end suite, the
 ## demo, and a small swarm benchmark on network namespaces (correctness only, results not kept)
-test: lint unit integration e2e e2e-backends e2e-containerd e2e-kubernetes demo bench-smoke
+test: lint chart-lint unit integration e2e e2e-backends e2e-containerd e2e-kubernetes demo bench-smoke
 
 ## unit: go test ./... (fast, in-process)
 unit:
@@ -159,7 +159,7 @@ CHART_BAD := \
 ## chart-lint: helm lint and helm template of charts/shoal (defaults and --set variants),
 ## and values the chart must refuse (each refusal printed)
 .PHONY: chart-lint
-chart-lint:
+chart-lint: kube-tools
 	@test -x $(TOOLS)/helm || { echo "chart-lint: no $(TOOLS)/helm (make kube-tools builds it)"; exit 1; }
 	$(TOOLS)/helm lint --strict $(CHART)
 	@$(TOOLS)/helm template shoal $(CHART) >/dev/null && echo "template: defaults ok"
