@@ -108,7 +108,7 @@ bench-loopback: build
 	$(GO) run ./test/perf/loopback -size 4GiB -runs 1 -out $(BENCH_OUT)
 
 clean:
-	rm -rf bin state
+	rm -rf bin state build
 
 # images: tag, OCI labels (override any: make images IMAGE_TAG=v1 VERSION=v1.0.0) and the
 # CA bundle copied into the images (Go's TLS roots; scratch has none)
