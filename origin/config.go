@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/shoal-p2p/shoal/lib/backend/driver"
 	"github.com/shoal-p2p/shoal/lib/eviction"
@@ -36,6 +37,9 @@ type Config struct {
 	// committed here is replicated to its owners by rendezvous hashing. Leave it out
 	// for a single origin.
 	Cluster originset.Config `yaml:"cluster"`
+	// UploadTTL is how long an upload session may see no write before it is removed
+	// as abandoned (default 1h; a client resuming later starts again).
+	UploadTTL time.Duration `yaml:"upload_ttl"`
 	// Advertise is this origin's base URL as the cluster lists it (e.g.
 	// http://10.0.0.5:15200), so it knows which owner it is. Required with cluster.
 	Advertise string `yaml:"advertise"`
@@ -47,10 +51,11 @@ func (c *Config) clustered() bool { return len(c.Cluster.Static) > 0 || c.Cluste
 // DefaultConfig holds the values used for keys the file leaves out.
 func DefaultConfig() Config {
 	return Config{
-		Listen:  "0.0.0.0:15200",
-		DataDir: "/var/lib/shoal/origin",
-		P2P:     p2p.Config{ListenPort: 15201},
-		Cluster: originset.DefaultConfig(),
+		Listen:    "0.0.0.0:15200",
+		DataDir:   "/var/lib/shoal/origin",
+		P2P:       p2p.Config{ListenPort: 15201},
+		Cluster:   originset.DefaultConfig(),
+		UploadTTL: time.Hour,
 	}
 }
 
@@ -76,6 +81,9 @@ func (c *Config) Validate() error {
 		if c.Advertise == "" {
 			errs = append(errs, errors.New("advertise: empty (set advertise: this origin's URL as listed under cluster, or pass --advertise)"))
 		}
+	}
+	if c.UploadTTL <= 0 {
+		errs = append(errs, fmt.Errorf("upload_ttl: %s is not positive (set e.g. upload_ttl: 1h)", c.UploadTTL))
 	}
 	if err := c.Eviction.Validate(); err != nil {
 		errs = append(errs, err)

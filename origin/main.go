@@ -69,6 +69,7 @@ func run(args []string) error {
 			return engine.Evict(d, func() error { return store.Remove(d) })
 		}, log.Named("eviction"), reg.Scope.SubScope("eviction"))
 		g.Go(func() error { return evictor.Run(ctx) })
+		g.Go(func() error { return expireUploads(ctx, store, cfg.UploadTTL, log, reg.Scope) })
 		g.Go(func() error {
 			return httpserver.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
 		})

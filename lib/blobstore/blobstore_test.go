@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -182,6 +183,43 @@ func TestCancelUpload(t *testing.T) {
 	}
 	if _, err := s.UploadSize(id); !errors.Is(err, ErrUploadUnknown) {
 		t.Fatalf("after cancel: %v", err)
+	}
+}
+
+// TestExpireUploads: sessions nothing was written to for the TTL go; a live one stays
+// and can still be committed.
+func TestExpireUploads(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	var abandoned []string
+	for range 3 {
+		id, _ := s.StartUpload()
+		abandoned = append(abandoned, id)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for _, id := range abandoned {
+		if err := os.Chtimes(filepath.Join(s.root, uploadsDir, id), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live, _ := s.StartUpload()
+	if _, err := s.AppendUpload(live, 0, strings.NewReader("hello")); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.ExpireUploads(time.Now().Add(-time.Hour))
+	if err != nil || n != 3 {
+		t.Fatalf("ExpireUploads = %d, %v; want the 3 abandoned", n, err)
+	}
+	for _, id := range abandoned {
+		if _, err := s.UploadSize(id); !errors.Is(err, ErrUploadUnknown) {
+			t.Errorf("abandoned upload %s: %v, want unknown", id, err)
+		}
+	}
+	if _, err := s.CommitUpload(live, digest.FromString("hello")); err != nil {
+		t.Errorf("the live upload was touched: %v", err)
+	}
+	if n, err := s.ExpireUploads(time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Errorf("second ExpireUploads = %d, %v", n, err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -197,4 +198,48 @@ func unknownUpload(err error) error {
 		return ErrUploadUnknown
 	}
 	return err
+}
+
+// ExpireUploads removes the uploads nothing was written to since before, abandoned
+// sessions (a client that started a push and went away), and returns how many. An
+// upload being appended to or committed is never removed: each is checked again
+// under its lock.
+func (s *Store) ExpireUploads(before time.Time) (int, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, uploadsDir))
+	if err != nil {
+		return 0, fmt.Errorf("blobstore expire uploads: %w", err)
+	}
+	removed := 0
+	for _, e := range entries {
+		id := e.Name()
+		if !validID(id) {
+			continue
+		}
+		ok, err := s.expireUpload(id, before)
+		if err != nil {
+			return removed, fmt.Errorf("blobstore expire upload %s: %w", id, err)
+		}
+		if ok {
+			removed++
+		}
+	}
+	return removed, nil
+}
+
+func (s *Store) expireUpload(id string, before time.Time) (bool, error) {
+	defer s.lockUpload(id)()
+	path := filepath.Join(s.root, uploadsDir, id)
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil // committed or cancelled meanwhile
+	} else if err != nil {
+		return false, err
+	}
+	if !fi.ModTime().Before(before) {
+		return false, nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	return true, nil
 }
