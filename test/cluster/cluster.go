@@ -297,8 +297,19 @@ func waitHealthy(ctx context.Context, p *process, addr string) error {
 	}
 }
 
-// Exited reports the first process that has exited, if any, so a foreground runner
-// can stop when part of the cluster dies.
+// Processes is how many processes the cluster started.
+func (c *Cluster) Processes() int {
+	n := 0
+	for _, p := range c.procs {
+		if p.cmd != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Exited reports each process that exits, once, with its error and log, so a
+// foreground runner can say which part of the cluster died.
 func (c *Cluster) Exited() <-chan string {
 	ch := make(chan string, len(c.procs))
 	for _, p := range c.procs {

@@ -39,10 +39,19 @@ func run() error {
 	fmt.Printf("Try: crane push --insecure ... %s/demo/app:v1; crane pull --insecure %s/demo/app:v1 app.tar\n",
 		cluster.ProxyAddr, c.Agents[0].Registry)
 	fmt.Println("Ctrl-C stops the cluster.")
-	select {
-	case <-ctx.Done():
-		return nil
-	case msg := <-c.Exited():
-		return fmt.Errorf("%s", msg)
+	// A process that exits is reported and the rest keep running, as in a real
+	// cluster, so faults can be tried on it (kill an origin, stop the tracker).
+	exited, alive := c.Exited(), c.Processes()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg := <-exited:
+			alive--
+			if alive == 0 {
+				return fmt.Errorf("%s; every process has exited", msg)
+			}
+			fmt.Fprintf(os.Stderr, "devcluster: %s; %d processes keep running (Ctrl-C stops them)\n", msg, alive)
+		}
 	}
 }
