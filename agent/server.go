@@ -73,17 +73,8 @@ func (s *Server) ready(ctx context.Context) error {
 		return errors.New("no origins known yet")
 	}
 	for _, base := range s.deps {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/health", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := s.hc.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s/health: %s", base, resp.Status)
+		if err := httpserver.CheckHealth(ctx, s.hc, strings.TrimRight(base, "/")); err != nil {
+			return fmt.Errorf("%s: %w", base, err)
 		}
 	}
 	return nil

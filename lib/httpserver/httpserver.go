@@ -72,6 +72,25 @@ func MountOps(r chi.Router, metrics http.Handler, ready func(context.Context) er
 	}
 }
 
+// CheckHealth asks the component at base (http://host:port) for GET /health, the
+// route MountOps serves; any 2xx is healthy.
+func CheckHealth(ctx context.Context, hc *http.Client, base string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("health: %s", resp.Status)
+	}
+	return nil
+}
+
 // Debug selects the diagnostics a component serves on its listen address (key debug).
 type Debug struct {
 	// Pprof serves Go's runtime profiles under /debug/pprof/ (CPU, heap, goroutines,

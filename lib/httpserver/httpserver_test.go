@@ -332,3 +332,22 @@ func TestWithDebug(t *testing.T) {
 		t.Errorf("pprof on: /v2/ = %d %q, want the app's answer", rec.Code, rec.Body.String())
 	}
 }
+
+func TestCheckHealth(t *testing.T) {
+	healthy := chi.NewRouter()
+	MountOps(healthy, nil, nil)
+	up := httptest.NewServer(healthy)
+	defer up.Close()
+	sick := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer sick.Close()
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	if err := CheckHealth(t.Context(), hc, up.URL); err != nil {
+		t.Errorf("MountOps's /health: %v", err)
+	}
+	if err := CheckHealth(t.Context(), hc, sick.URL); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("a 503: %v, want an error naming it", err)
+	}
+}

@@ -13,7 +13,6 @@ package originset
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -26,6 +25,7 @@ import (
 	"github.com/uber-go/tally/v4"
 	"go.uber.org/zap"
 
+	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/originclient"
 )
 
@@ -195,20 +195,7 @@ func (s *Set) checkOnce(ctx context.Context) {
 }
 
 func (s *Set) check(ctx context.Context, b string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b+"/health", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := s.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("health: %s", resp.Status)
-	}
-	return nil
+	return httpserver.CheckHealth(ctx, s.hc, b)
 }
 
 // observe records one success or failure of the member at base, logging changes.
