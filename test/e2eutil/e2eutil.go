@@ -68,3 +68,20 @@ func RandomLayerTar(t *testing.T, size int) string {
 	}
 	return p
 }
+
+// WriteRegistryConfig writes the config of a distribution registry (make tools installs
+// it as distribution-registry) serving addr over dir/storage, into dir/config.yml, and
+// returns that path; deleteEnabled turns on its DELETE API.
+func WriteRegistryConfig(t *testing.T, dir, addr string, deleteEnabled bool) string {
+	t.Helper()
+	yml := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n", filepath.Join(dir, "storage"))
+	if deleteEnabled {
+		yml += "  delete:\n    enabled: true\n"
+	}
+	yml += fmt.Sprintf("http:\n  addr: %s\n", addr)
+	path := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(path, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/shoal-p2p/shoal/lib/backend"
 	"github.com/shoal-p2p/shoal/lib/backend/driver"
+	"github.com/shoal-p2p/shoal/test/e2eutil"
 )
 
 // server is a storage server process on a fixed loopback address, restartable with its
@@ -201,12 +202,7 @@ func startUpstream(t *testing.T, e *env) *server {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	config := filepath.Join(dir, "config.yml")
-	yml := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n"+
-		"  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "storage"), upstreamAddr)
-	if err := os.WriteFile(config, []byte(yml), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	config := e2eutil.WriteRegistryConfig(t, dir, upstreamAddr, true)
 	s := &server{
 		name: "distribution-registry", addr: upstreamAddr, dir: e.dir,
 		cmd:   []string{"distribution-registry", "serve", config},

@@ -204,12 +204,7 @@ func (e *env) startUpstream(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	config := filepath.Join(dir, "config.yml")
-	yml := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n"+
-		"http:\n  addr: %s\n", filepath.Join(dir, "storage"), upstreamAddr)
-	if err := os.WriteFile(config, []byte(yml), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	config := e2eutil.WriteRegistryConfig(t, dir, upstreamAddr, false)
 	e.upstream = &proc{name: "distribution-registry", args: []string{"distribution-registry", "serve", config},
 		dir: dir, log: filepath.Join(dir, "registry.log")}
 	e.upstream.start(t, func(ctx context.Context) error {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-p2p/shoal/test/e2eutil"
 )
 
 // TestChartOnKubernetes is the whole proof, in order: install, pull through the
@@ -235,12 +237,7 @@ func startUpstream(t *testing.T, k *kube) {
 	t.Helper()
 	bin := filepath.Join(k.root, ".tools", "bin", "distribution-registry")
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yml")
-	yml := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n",
-		filepath.Join(dir, "storage"), upstreamAddr)
-	if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := e2eutil.WriteRegistryConfig(t, dir, upstreamAddr, false)
 	log, err := os.Create(filepath.Join(dir, "registry.log"))
 	if err != nil {
 		t.Fatal(err)
