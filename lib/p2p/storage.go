@@ -278,9 +278,13 @@ func (p casPiece) ReadAt(b []byte, off int64) (int, error) {
 	return p.ct.f.ReadAt(b, p.off+off)
 }
 
+// errPieceComplete refuses a chunk for a piece already verified: its bytes are never
+// overwritten. A peer's chunk can arrive after the HTTP pull completed the piece.
+var errPieceComplete = errors.New("piece already complete")
+
 func (p casPiece) WriteAt(b []byte, off int64) (int, error) {
 	if p.ct.pieceComplete(p.index) {
-		return 0, fmt.Errorf("p2p storage %s: write to complete piece %d", p.ct.d, p.index)
+		return 0, fmt.Errorf("p2p storage %s: write to piece %d: %w", p.ct.d, p.index, errPieceComplete)
 	}
 	return p.ct.f.WriteAt(b, p.off+off)
 }

@@ -29,7 +29,8 @@ func Tool(t *testing.T, name string, args ...string) string {
 	return out
 }
 
-// ToolErr runs a client binary; the error holds its stderr and stdout.
+// ToolErr runs a client binary; the error holds its stderr (not stdout: `crane blob`
+// writes the blob there).
 func ToolErr(name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ToolTimeout)
 	defer cancel()
@@ -37,7 +38,7 @@ func ToolErr(name string, args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%w\n%s%s", err, stderr.String(), stdout.String())
+		return stdout.String(), fmt.Errorf("%w\n%s", err, stderr.String())
 	}
 	return stdout.String(), nil
 }
