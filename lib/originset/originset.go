@@ -1,286 +1,31 @@
-// Package originset is the origin membership the proxy, tracker and agent share: which
-// origins exist (a static list or a DNS name re-resolved periodically), which are
-// healthy (active GET /health checks plus failures callers report), and in which order
-// to try them for a blob.
-//
-// Placement is rendezvous hashing (lib/hashring) of the digest string over every
-// member's base URL: the first Replicas members in a digest's order own it. Readers
-// try the whole order, owners first, so a blob that only its uploading origin holds
-// yet is still found; unhealthy members go last. Every process that sees the same
-// members computes the same owners, with no coordination.
+// Package originset is the origin membership the proxy, tracker and agent share: a
+// lib/memberset of origin clients. Placement is rendezvous hashing of the digest over
+// the origins' base URLs; each blob's first Replicas origins own it.
 package originset
 
 import (
-	"context"
-	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
-	"slices"
-	"strconv"
-	"sync"
-	"time"
 
-	"github.com/opencontainers/go-digest"
 	"github.com/uber-go/tally/v4"
 	"go.uber.org/zap"
 
-	"github.com/shoal-p2p/shoal/lib/httpserver"
+	"github.com/shoal-p2p/shoal/lib/memberset"
 	"github.com/shoal-p2p/shoal/lib/originclient"
 )
 
-// healthTimeout bounds one GET /health (and never exceeds the check interval).
-const healthTimeout = 3 * time.Second
+// Set is the live origin membership (see memberset.Set).
+type Set = memberset.Set[*originclient.Client]
 
-// Resolver returns the IPv4 addresses of host.
-type Resolver func(ctx context.Context, host string) ([]netip.Addr, error)
+// Config names the origins (see memberset.Config).
+type Config = memberset.Config
 
-// Set is the live origin membership. Safe for concurrent use; Run keeps it current.
-type Set struct {
-	cfg     Config
-	hc      *http.Client
-	log     *zap.Logger
-	resolve Resolver // DNS A lookups; a fake in tests
+// DefaultConfig holds the values used for keys the file leaves out: 3 replicas.
+func DefaultConfig() Config { return memberset.DefaultConfig() }
 
-	members, healthy tally.Gauge
-	checkFailures    tally.Counter
-	reportedFailures tally.Counter
-	dnsErrors        tally.Counter
-
-	mu      sync.Mutex
-	bases   []string // sorted; replaced, never modified in place
-	clients map[string]*originclient.Client
-	health  map[string]health
-}
-
-// New returns the set for cfg, whose origin clients use hc. A static set is complete
-// at once; a DNS one is empty until Run's first resolution.
+// New returns the origin set for cfg; origin clients and health checks use hc.
 func New(cfg Config, hc *http.Client, log *zap.Logger, scope tally.Scope) (*Set, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("origins: %w", err)
-	}
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	s := &Set{
-		cfg: cfg,
-		hc:  hc,
-		log: log,
-		resolve: func(ctx context.Context, host string) ([]netip.Addr, error) {
-			return net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
-		},
-		members:          scope.Gauge("members"),
-		healthy:          scope.Gauge("healthy"),
-		checkFailures:    scope.Counter("health_check_failures"),
-		reportedFailures: scope.Counter("reported_failures"),
-		dnsErrors:        scope.Counter("dns_errors"),
-		clients:          map[string]*originclient.Client{},
-		health:           map[string]health{},
-	}
-	if len(cfg.Static) > 0 {
-		s.setMembers(cfg.Static)
-	}
-	return s, nil
-}
-
-// Replicas is how many origins own each blob: the first Replicas entries of the
-// rendezvous order (before health reordering).
-func (s *Set) Replicas() int { return s.cfg.Replicas }
-
-// Owners returns every member in the order to try for d: d's rendezvous order over
-// all members, its first Replicas entries being d's owners and the rest following in
-// ring order, with unhealthy members moved to the end. Empty only if the set is.
-func (s *Set) Owners(d digest.Digest) []*originclient.Client {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	down := map[string]bool{}
-	for b, h := range s.health {
-		if h.down {
-			down[b] = true
-		}
-	}
-	out := make([]*originclient.Client, 0, len(s.bases))
-	for _, b := range order(d.String(), s.bases, down) {
-		out = append(out, s.clients[b])
-	}
-	return out
-}
-
-// Members returns every member, sorted by base URL.
-func (s *Set) Members() []*originclient.Client {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*originclient.Client, len(s.bases))
-	for i, b := range s.bases {
-		out[i] = s.clients[b]
-	}
-	return out
-}
-
-// Member returns the member whose base URL is base, or false if there is none. Use it
-// to turn a base URL back into a client without trusting the URL.
-func (s *Set) Member(base string) (*originclient.Client, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.clients[base]
-	return c, ok
-}
-
-// Healthy reports whether the member at base is a member and not marked unhealthy.
-func (s *Set) Healthy(base string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	h, ok := s.health[base]
-	return ok && !h.down
-}
-
-// MarkFailed reports a request to the member at base (its Client.Addr) that failed
-// for the origin's fault; it counts as a failed health check. Unknown bases are
-// ignored.
-func (s *Set) MarkFailed(base string) {
-	s.reportedFailures.Inc(1)
-	s.observe(base, false, "request failed")
-}
-
-// Run keeps the set current until ctx ends: it re-resolves DNS every DNSInterval (at
-// once on start) and checks every member's health every HealthInterval. It returns
-// nil when ctx ends.
-func (s *Set) Run(ctx context.Context) error {
-	var dnsTick <-chan time.Time
-	if s.cfg.DNS != "" {
-		s.resolveOnce(ctx)
-		t := time.NewTicker(s.cfg.DNSInterval)
-		defer t.Stop()
-		dnsTick = t.C
-	}
-	health := time.NewTicker(s.cfg.HealthInterval)
-	defer health.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-dnsTick:
-			s.resolveOnce(ctx)
-		case <-health.C:
-			s.checkOnce(ctx)
-		}
-	}
-}
-
-// checkOnce checks every member's GET /health concurrently and records the results.
-func (s *Set) checkOnce(ctx context.Context) {
-	s.mu.Lock()
-	bases := s.bases
-	s.mu.Unlock()
-	timeout := min(healthTimeout, s.cfg.HealthInterval)
-	var wg sync.WaitGroup
-	for _, b := range bases {
-		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			err := s.check(cctx, b)
-			if ctx.Err() != nil {
-				return // shutting down: not the origin's fault
-			}
-			if err != nil {
-				s.checkFailures.Inc(1)
-				s.observe(b, false, err.Error())
-				return
-			}
-			s.observe(b, true, "")
-		})
-	}
-	wg.Wait()
-	s.updateGauges()
-}
-
-func (s *Set) check(ctx context.Context, b string) error {
-	return httpserver.CheckHealth(ctx, s.hc, b)
-}
-
-// observe records one success or failure of the member at base, logging changes.
-func (s *Set) observe(base string, ok bool, why string) {
-	s.mu.Lock()
-	before, known := s.health[base]
-	if !known {
-		s.mu.Unlock()
-		return
-	}
-	after := before.observe(ok)
-	s.health[base] = after
-	s.mu.Unlock()
-	switch {
-	case after.down && !before.down:
-		s.log.Warn("origin unhealthy", zap.String("origin", base), zap.Int("failures", after.fails), zap.String("last", why))
-		s.updateGauges()
-	case before.down && !after.down:
-		s.log.Info("origin healthy again", zap.String("origin", base))
-		s.updateGauges()
-	}
-}
-
-// resolveOnce replaces the members with DNS's current answer; on an error or an empty
-// answer it keeps the members it has.
-func (s *Set) resolveOnce(ctx context.Context) {
-	host, port, _ := net.SplitHostPort(s.cfg.DNS) // checked by Validate
-	p, _ := strconv.Atoi(port)
-	addrs, err := s.resolve(ctx, host)
-	if err == nil && len(addrs) == 0 {
-		err = fmt.Errorf("no A records")
-	}
-	if err != nil {
-		if ctx.Err() == nil {
-			s.dnsErrors.Inc(1)
-			s.log.Warn("resolve origins; keeping the current members", zap.String("dns", s.cfg.DNS), zap.Error(err))
-		}
-		return
-	}
-	bases := make([]string, len(addrs))
-	for i, a := range addrs {
-		bases[i] = "http://" + netip.AddrPortFrom(a.Unmap(), uint16(p)).String()
-	}
-	s.setMembers(bases)
-}
-
-// setMembers makes bases the members. Members that stay keep their client and health;
-// new ones start healthy.
-func (s *Set) setMembers(list []string) {
-	bases := make([]string, len(list))
-	for i, b := range list {
-		bases[i] = base(b)
-	}
-	slices.Sort(bases)
-	bases = slices.Compact(bases)
-	s.mu.Lock()
-	changed := !slices.Equal(bases, s.bases)
-	if changed {
-		clients := make(map[string]*originclient.Client, len(bases))
-		health := make(map[string]health, len(bases))
-		for _, b := range bases {
-			c, ok := s.clients[b]
-			if !ok {
-				c = originclient.New(b, s.hc)
-			}
-			clients[b], health[b] = c, s.health[b]
-		}
-		s.bases, s.clients, s.health = bases, clients, health
-	}
-	s.mu.Unlock()
-	if changed {
-		s.log.Info("origin members", zap.Strings("origins", bases))
-		s.updateGauges()
-	}
-}
-
-func (s *Set) updateGauges() {
-	s.mu.Lock()
-	n, up := len(s.bases), 0
-	for _, h := range s.health {
-		if !h.down {
-			up++
-		}
-	}
-	s.mu.Unlock()
-	s.members.Update(float64(n))
-	s.healthy.Update(float64(up))
+	return memberset.New("origin", cfg, func(base string) *originclient.Client { return originclient.New(base, hc) }, hc, log, scope)
 }

@@ -1,13 +1,13 @@
-package originset
+package memberset
 
 import "github.com/shoal-p2p/shoal/lib/hashring"
 
 // failThreshold is how many failures in a row (health checks or requests reported
-// through MarkFailed) mark an origin unhealthy; one successful check clears it.
+// through MarkFailed) mark a member unhealthy; one successful check clears it.
 const failThreshold = 2
 
-// health is one origin's health: failures in a row, and whether they reached
-// failThreshold. The zero value is healthy: an origin is trusted until it fails.
+// health is one member's health: failures in a row, and whether they reached
+// failThreshold. The zero value is healthy: a member is trusted until it fails.
 type health struct {
 	fails int
 	down  bool
@@ -25,7 +25,7 @@ func (h health) observe(ok bool) health {
 
 // order is the order in which to try members for key: rendezvous order over all
 // members (its first replicas entries are key's owners, the rest follow in ring order,
-// so a reader falls through past the owners to any origin that still holds the blob),
+// so a reader falls through past the owners to any member that still holds the blob),
 // then every member that is down moved to the end, keeping the relative order of both
 // groups. It is pure.
 func order(key string, members []string, down map[string]bool) []string {

@@ -1,4 +1,4 @@
-package originset
+package memberset
 
 import (
 	"errors"
@@ -10,21 +10,21 @@ import (
 	"time"
 )
 
-// Config names the origins and how they are placed and watched. Exactly one of Static
+// Config names the members and how they are placed and watched. Exactly one of Static
 // and DNS is set.
 type Config struct {
-	// Static lists the origins' base URLs (http://host:port).
+	// Static lists the members' base URLs (http://host:port).
 	Static []string `yaml:"static"`
-	// DNS is "host:port": every A record of host is an origin at http://<ip>:<port>.
+	// DNS is "host:port": every A record of host is a member at http://<ip>:<port>.
 	// The name is re-resolved every dns_interval.
 	DNS string `yaml:"dns"`
 	// DNSInterval is how often DNS is re-resolved; default 30s.
 	DNSInterval time.Duration `yaml:"dns_interval"`
-	// Replicas is how many origins own each blob: the first replicas origins in the
+	// Replicas is how many members own each blob: the first replicas members in the
 	// blob's rendezvous order. Default 3.
 	Replicas int `yaml:"replicas"`
-	// HealthInterval is how often every origin's GET /health is checked; default 5s.
-	// Two failures in a row (failed requests reported by callers count) mark an origin
+	// HealthInterval is how often every member's GET /health is checked; default 5s.
+	// Two failures in a row (failed requests reported by callers count) mark a member
 	// unhealthy, one success healthy again.
 	HealthInterval time.Duration `yaml:"health_interval"`
 }
@@ -34,21 +34,21 @@ func DefaultConfig() Config {
 	return Config{DNSInterval: 30 * time.Second, Replicas: 3, HealthInterval: 5 * time.Second}
 }
 
-// Validate checks c; each message names the key (relative to the origins block) and
+// Validate checks c; each message names the key (relative to the block, e.g. origins) and
 // the fix.
 func (c *Config) Validate() error {
 	var errs []error
 	switch {
 	case len(c.Static) == 0 && c.DNS == "":
-		errs = append(errs, errors.New("static, dns: neither set (list the origins under static, e.g. static: [http://origin1:15200, http://origin2:15200], or name them with dns: origins.example.com:15200)"))
+		errs = append(errs, errors.New("static, dns: neither set (list the members under static, e.g. static: [http://host1:15200, http://host2:15200], or name them with dns: shoal-origin.example.com:15200)"))
 	case len(c.Static) > 0 && c.DNS != "":
-		errs = append(errs, errors.New("static, dns: both set (keep one: static lists the origins, dns resolves them)"))
+		errs = append(errs, errors.New("static, dns: both set (keep one: static lists the members, dns resolves them)"))
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Static {
 		u, err := url.Parse(s)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
-			errs = append(errs, fmt.Errorf("static[%d]: %q is not an origin base URL (use http://host:port)", i, s))
+			errs = append(errs, fmt.Errorf("static[%d]: %q is not a base URL (use http://host:port)", i, s))
 			continue
 		}
 		if b := base(s); seen[b] {
@@ -60,7 +60,7 @@ func (c *Config) Validate() error {
 	if c.DNS != "" {
 		host, port, err := net.SplitHostPort(c.DNS)
 		if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
-			errs = append(errs, fmt.Errorf("dns: %q is not host:port (use e.g. dns: origins.shoal.svc:15200)", c.DNS))
+			errs = append(errs, fmt.Errorf("dns: %q is not host:port (use e.g. dns: shoal-origin.shoal.svc:15200)", c.DNS))
 		}
 	}
 	if c.DNSInterval <= 0 {
@@ -75,5 +75,5 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// base is the canonical form of an origin base URL, as originclient.Client.Addr gives.
+// base is the canonical form of a member's base URL, as its Client.Addr gives.
 func base(s string) string { return strings.TrimRight(s, "/") }

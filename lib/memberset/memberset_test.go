@@ -1,4 +1,4 @@
-package originset
+package memberset
 
 import (
 	"context"
@@ -138,9 +138,18 @@ func newFakeOrigin(t *testing.T) *fakeOrigin {
 	return o
 }
 
-func newSet(t *testing.T, cfg Config) *Set {
+type originSet = Set[*originclient.Client]
+
+func newOrigins(cfg Config, hc *http.Client) (*originSet, error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return New("origin", cfg, func(b string) *originclient.Client { return originclient.New(b, hc) }, hc, zap.NewNop(), tally.NoopScope)
+}
+
+func newSet(t *testing.T, cfg Config) *originSet {
 	t.Helper()
-	s, err := New(cfg, nil, zap.NewNop(), tally.NoopScope)
+	s, err := newOrigins(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +344,7 @@ func TestRunResolvesAndStops(t *testing.T) {
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	if _, err := New(Config{}, nil, zap.NewNop(), tally.NoopScope); err == nil || !strings.Contains(err.Error(), "origins: ") {
+	if _, err := newOrigins(Config{}, nil); err == nil || !strings.Contains(err.Error(), "origins: ") {
 		t.Fatalf("got %v, want an error under origins", err)
 	}
 }
