@@ -186,7 +186,18 @@ func (c *Cluster) StopProcess(name string) error {
 	return nil
 }
 
-// StartProcess starts a process stopped by StopProcess again, with its state kept.
+// Kill sends SIGKILL to one process by name and waits for it to exit: a crash, with
+// no graceful shutdown, for fault tests. StartProcess starts it again.
+func (c *Cluster) Kill(name string) error {
+	p, err := c.find(name)
+	if err != nil {
+		return err
+	}
+	p.kill()
+	return nil
+}
+
+// StartProcess starts a process stopped by StopProcess or Kill again, with its state kept.
 func (c *Cluster) StartProcess(ctx context.Context, name string) error {
 	p, err := c.find(name)
 	if err != nil {
@@ -330,6 +341,17 @@ func (c *Cluster) Stop() {
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		c.procs[i].stop()
 	}
+}
+
+func (p *process) kill() {
+	if p.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	err := <-p.done
+	p.done <- err
+	p.log.Close()
+	p.cmd = nil
 }
 
 func (p *process) stop() {
