@@ -335,9 +335,49 @@ func (g *Registry) getBlob(w http.ResponseWriter, r *http.Request, rt route) err
 	defer rc.Close()
 	blobHeaders(w, d)
 	// ServeContent answers Range requests (206/416) by seeking the reader.
-	http.ServeContent(w, r, "", time.Time{}, rc)
+	rw := &rangeRefusal{ResponseWriter: w, header: r.Header.Get("Range")}
+	http.ServeContent(rw, r, "", time.Time{}, rc)
+	if rw.refused {
+		g.opts.Scope.Tagged(map[string]string{"code": oci.CodeRangeInvalid.Name}).Counter("errors").Inc(1)
+	}
 	return nil
 }
+
+// rangeRefusal answers http.ServeContent's 416 (a Range header that does not parse or
+// overlaps nothing) as RANGE_INVALID in the spec's error envelope, like every other
+// refusal, instead of its plain-text body. Other answers pass through; ReadFrom keeps
+// the ResponseWriter's own (sendfile) path.
+type rangeRefusal struct {
+	http.ResponseWriter
+	header  string
+	refused bool
+}
+
+func (w *rangeRefusal) WriteHeader(status int) {
+	if status != http.StatusRequestedRangeNotSatisfiable || w.refused {
+		w.ResponseWriter.WriteHeader(status)
+		return
+	}
+	w.refused = true
+	w.Header().Del("X-Content-Type-Options")
+	oci.WriteError(w.ResponseWriter, oci.NewError(oci.CodeRangeInvalid, "Range "+quote(w.header), nil))
+}
+
+func (w *rangeRefusal) Write(p []byte) (int, error) {
+	if w.refused {
+		return len(p), nil // ServeContent's plain-text reason
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *rangeRefusal) ReadFrom(r io.Reader) (int64, error) {
+	if w.refused {
+		return io.Copy(io.Discard, r)
+	}
+	return io.Copy(w.ResponseWriter, r)
+}
+
+func (w *rangeRefusal) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // --- uploads ---
 
