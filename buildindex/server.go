@@ -101,6 +101,9 @@ func (s *Server) putTag(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("put tag %s:%s: read body: %w", repo, tag, err)
 	}
+	if len(body) > maxLink {
+		return fmt.Errorf("%w: body over %d bytes (send the digest alone)", errBadRequest, maxLink)
+	}
 	d, err := parseDigest(string(bytes.TrimSpace(body)))
 	if err != nil {
 		return err
