@@ -9,9 +9,11 @@ import (
 	"github.com/shoal-p2p/shoal/lib/eviction"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/memberset"
 	"github.com/shoal-p2p/shoal/lib/mirror"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/trackerclient"
 )
 
 // Config is shoal-agent's configuration (example: config/agent.yaml).
@@ -27,8 +29,14 @@ type Config struct {
 	Debug httpserver.Debug `yaml:"debug"`
 	// P2P is the BitTorrent engine blobs are fetched and seeded through.
 	P2P p2p.Config `yaml:"p2p"`
-	// Tracker is the tracker's base URL (metainfo and announces).
+	// Tracker is the base URL of a single tracker: shorthand for trackers.static with
+	// that one URL. Set it or trackers, not both.
 	Tracker string `yaml:"tracker"`
+	// Trackers is the tracker cluster (static list or DNS, as for origins): each blob's
+	// swarm lives on its first trackers.replicas (default 2) trackers in rendezvous
+	// order, and the agent announces to each of them, failing over to the next when one
+	// is down. With every tracker down, pulls go on from the origins.
+	Trackers memberset.Config `yaml:"trackers"`
 	// BuildIndex is the build-index's base URL (tags).
 	BuildIndex string `yaml:"build_index"`
 	// Origins is the origin cluster, asked directly (in each blob's placement order)
@@ -64,12 +72,22 @@ func (c *Config) MirrorURL() string {
 	return "http://" + net.JoinHostPort(host, port)
 }
 
+// TrackerSet is the tracker membership: trackers, or tracker as its only static member.
+func (c *Config) TrackerSet() memberset.Config {
+	set := c.Trackers
+	if c.Tracker != "" && len(set.Static) == 0 && set.DNS == "" {
+		set.Static = []string{c.Tracker}
+	}
+	return set
+}
+
 // DefaultConfig holds the values used for keys the file leaves out.
 func DefaultConfig() Config {
 	return Config{
 		Listen:      "127.0.0.1:16000",
 		DataDir:     "/var/lib/shoal/agent",
 		P2P:         p2p.Config{ListenPort: 16001},
+		Trackers:    trackerclient.DefaultSetConfig(),
 		Origins:     originset.DefaultConfig(),
 		DirectBelow: 1 << 20,
 		Mirror:      mirror.DefaultConfig(),
@@ -82,13 +100,23 @@ func (c *Config) Validate() error {
 	required := []struct{ key, val, example string }{
 		{"listen", c.Listen, "127.0.0.1:16000 or pass --listen"},
 		{"data_dir", c.DataDir, "/var/lib/shoal/agent or pass --data-dir"},
-		{"tracker", c.Tracker, "http://tracker:15300"},
 		{"build_index", c.BuildIndex, "http://buildindex:15100"},
 		{"proxy", c.Proxy, "the proxy's registry address, e.g. registry.example.com:15000"},
 	}
 	for _, r := range required {
 		if r.val == "" {
 			errs = append(errs, fmt.Errorf("%s: empty (set %s: %s)", r.key, r.key, r.example))
+		}
+	}
+	switch hasSet := len(c.Trackers.Static) > 0 || c.Trackers.DNS != ""; {
+	case c.Tracker == "" && !hasSet:
+		errs = append(errs, errors.New("tracker, trackers: neither set (set tracker: http://tracker:15300, or list several under trackers.static or name them with trackers.dns)"))
+	case c.Tracker != "" && hasSet:
+		errs = append(errs, errors.New("tracker, trackers: both set (keep one: tracker is shorthand for a single entry under trackers.static)"))
+	default:
+		set := c.TrackerSet()
+		if err := set.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("trackers: %w", err))
 		}
 	}
 	if err := c.Origins.Validate(); err != nil {

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestExampleConfigsLoad(t *testing.T) {
 	for _, p := range []string{"../config/agent.yaml", "../config/devcluster/agent.yaml"} {
@@ -23,6 +26,41 @@ func TestMirrorURL(t *testing.T) {
 		c.Listen, c.Mirror.Containerd.MirrorURL = tc.listen, tc.explicit
 		if got := c.MirrorURL(); got != tc.want {
 			t.Errorf("MirrorURL(listen %q, mirror_url %q) = %q, want %q", tc.listen, tc.explicit, got, tc.want)
+		}
+	}
+}
+
+func TestTrackersConfig(t *testing.T) {
+	base := func() Config {
+		c := DefaultConfig()
+		c.BuildIndex, c.Proxy, c.P2P.ListenIP = "http://b:1", "p:1", "10.0.0.1"
+		c.Origins.Static = []string{"http://o:1"}
+		return c
+	}
+	c := base()
+	c.Tracker = "http://t:15300"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("tracker shorthand: %v", err)
+	}
+	if set := c.TrackerSet(); len(set.Static) != 1 || set.Static[0] != "http://t:15300" || set.Replicas != 2 {
+		t.Errorf("tracker shorthand: set %+v", set)
+	}
+	c = base()
+	c.Trackers.Static = []string{"http://t1:15300", "http://t2:15300"}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("trackers.static: %v", err)
+	}
+	for name, edit := range map[string]func(*Config){
+		"neither set": func(*Config) {},
+		"both set": func(c *Config) {
+			c.Tracker, c.Trackers.Static = "http://t:1", []string{"http://t2:1"}
+		},
+		"static[0]": func(c *Config) { c.Trackers.Static = []string{"t1:15300"} },
+	} {
+		c := base()
+		edit(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "tracker") || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: got %v, want an error naming it", name, err)
 		}
 	}
 }

@@ -49,10 +49,14 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
+		trackers, err := trackerclient.NewTrackers(cfg.TrackerSet(), hc, log.Named("trackers"), reg.Scope.SubScope("trackers"))
+		if err != nil {
+			return err
+		}
 		srv := NewServer(ServerDeps{
 			Store:      store,
 			Engine:     engine,
-			Tracker:    trackerclient.New(cfg.Tracker, hc),
+			Trackers:   trackers,
 			Origins:    origins,
 			BuildIndex: buildindexclient.New(cfg.BuildIndex, hc),
 		}, cfg, log, reg.Scope)
@@ -78,6 +82,7 @@ func run(args []string) error {
 			return httpserver.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
 		})
 		g.Go(func() error { return origins.Run(ctx) })
+		g.Go(func() error { return trackers.Run(ctx) })
 		evictor := eviction.NewRunner(cfg.Eviction, store, nil, func(d digest.Digest) error {
 			return engine.Evict(d, func() error { return store.Remove(d) })
 		}, log.Named("eviction"), reg.Scope.SubScope("eviction"))

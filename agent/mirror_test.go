@@ -103,7 +103,8 @@ func TestMirrorNamespaces(t *testing.T) {
 	}
 }
 
-// TestReadiness: ready once origins are known and the tracker and build-index answer.
+// TestReadiness: ready once origins are known and build-index answers; the tracker is
+// not needed (pulls come from the origins without it).
 func TestReadiness(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
@@ -112,7 +113,11 @@ func TestReadiness(t *testing.T) {
 		t.Fatalf("readiness with everything up: %d %s", r.status, r.body)
 	}
 	c.tracker.Close()
-	if r := a.do(t, http.MethodGet, "/readiness"); r.status != http.StatusServiceUnavailable {
+	if r := a.do(t, http.MethodGet, "/readiness"); r.status != http.StatusOK {
 		t.Errorf("readiness with the tracker down: %d %s", r.status, r.body)
+	}
+	c.buildIndex.Close()
+	if r := a.do(t, http.MethodGet, "/readiness"); r.status != http.StatusServiceUnavailable {
+		t.Errorf("readiness with build-index down: %d %s", r.status, r.body)
 	}
 }

@@ -32,7 +32,7 @@ import (
 type ServerDeps struct {
 	Store      *blobstore.Store
 	Engine     *p2p.Engine
-	Tracker    *trackerclient.Client
+	Trackers   *trackerclient.Trackers
 	Origins    *originset.Set
 	BuildIndex *buildindexclient.Client
 }
@@ -44,7 +44,7 @@ type Server struct {
 	log      *zap.Logger
 	scope    tally.Scope
 	origins  *originset.Set
-	// deps are the base URLs readiness checks (tracker, build-index).
+	// deps are the base URLs readiness checks (build-index).
 	deps []string
 	hc   *http.Client
 }
@@ -52,7 +52,7 @@ type Server struct {
 // NewServer wires the read side of the registry API over the agent's blob cache,
 // the swarm and build-index.
 func NewServer(d ServerDeps, cfg Config, log *zap.Logger, scope tally.Scope) *Server {
-	blobs := &blobSource{store: d.Store, engine: d.Engine, tracker: d.Tracker, origins: d.Origins,
+	blobs := &blobSource{store: d.Store, engine: d.Engine, trackers: d.Trackers, origins: d.Origins,
 		directBelow: cfg.DirectBelow, log: log, scope: scope}
 	reg := registry.New(registry.Options{
 		Blobs:        blobs,
@@ -62,12 +62,13 @@ func NewServer(d ServerDeps, cfg Config, log *zap.Logger, scope tally.Scope) *Se
 		Scope:        scope.SubScope("registry"),
 	})
 	return &Server{registry: reg, mirror: mirror.New(cfg.Mirror.Upstreams, cfg.Proxy), log: log, scope: scope,
-		origins: d.Origins, deps: []string{cfg.Tracker, cfg.BuildIndex}, hc: &http.Client{Timeout: 2 * time.Second}}
+		origins: d.Origins, deps: []string{cfg.BuildIndex}, hc: &http.Client{Timeout: 2 * time.Second}}
 }
 
-// ready is the agent's readiness: it knows origins and reaches the tracker and
-// build-index. Until then every pull would fail with a 500 and containerd would fall
-// back to the upstream (on Kubernetes: until kube-proxy has programmed the Services).
+// ready is the agent's readiness: it knows origins and reaches build-index. Until then
+// every pull would fail with a 500 and containerd would fall back to the upstream (on
+// Kubernetes: until kube-proxy has programmed the Services). The trackers are not
+// needed: without them pulls come from the origins.
 func (s *Server) ready(ctx context.Context) error {
 	if s.origins != nil && len(s.origins.Members()) == 0 {
 		return errors.New("no origins known yet")
@@ -136,7 +137,7 @@ const headStartWait = time.Second
 type blobSource struct {
 	store       *blobstore.Store
 	engine      *p2p.Engine
-	tracker     *trackerclient.Client
+	trackers    *trackerclient.Trackers
 	origins     *originset.Set
 	directBelow int64
 	log         *zap.Logger
@@ -192,7 +193,7 @@ func (b *blobSource) Open(ctx context.Context, d digest.Digest) (io.ReadSeekClos
 		return openOriginRange(ctx, b.origins, d, off, n)
 	}
 	head := prefetchHead(ctx, b.origins, d, min(info.pieceLength, info.length))
-	t, err := b.engine.Fetch(ctx, d, info.raw, b.tracker, pull)
+	t, err := b.engine.Fetch(ctx, d, info.raw, b.trackers, pull)
 	if err != nil {
 		head.drop()
 		return nil, 0, fmt.Errorf("agent fetch %s: %w", d, err)
@@ -251,12 +252,23 @@ type blobInfo struct {
 	pieceLength int64
 }
 
-// info returns d's torrent metainfo: from the cache, else from the tracker (then kept).
+// info returns d's torrent metainfo: from the cache, else from the trackers (then
+// kept), else, with no tracker answering, from d's origins.
 func (b *blobSource) info(ctx context.Context, d digest.Digest) (blobInfo, error) {
 	raw, err := b.store.Info(d)
 	cached := err == nil
 	if !cached {
-		raw, err = b.tracker.Metainfo(ctx, d)
+		raw, err = b.trackers.Metainfo(ctx, d)
+		if err != nil && !errors.Is(err, trackerclient.ErrNotFound) && ctx.Err() == nil {
+			var oerr error
+			if raw, oerr = b.originMetainfo(ctx, d); oerr == nil {
+				b.scope.Counter("metainfo_from_origins").Inc(1)
+				b.log.Warn("no tracker answered metainfo: asked the origins", zap.Stringer("digest", d), zap.Error(err))
+				err = nil
+			} else {
+				err = fmt.Errorf("%w; from origins: %w", err, oerr)
+			}
+		}
 		if err != nil {
 			return blobInfo{}, fmt.Errorf("agent metainfo %s: %w", d, mapNotFound(err))
 		}
@@ -276,6 +288,29 @@ func (b *blobSource) info(ctx context.Context, d digest.Digest) (blobInfo, error
 		b.log.Warn("keep metainfo", zap.Stringer("digest", d), zap.Error(err))
 	}
 	return bi, nil
+}
+
+// originMetainfo asks d's origins in placement order for its metainfo (which also
+// makes the one that answers seed d).
+func (b *blobSource) originMetainfo(ctx context.Context, d digest.Digest) ([]byte, error) {
+	var errs []error
+	for _, o := range b.origins.Owners(d) {
+		raw, err := o.Metainfo(ctx, d)
+		if err == nil {
+			return raw, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		if !errors.Is(err, originclient.ErrNotFound) {
+			b.origins.MarkFailed(o.Addr())
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("no origins known yet")
+	}
+	return nil, errors.Join(errs...)
 }
 
 // mapNotFound turns the clients' misses into the registry's, so the API answers

@@ -67,18 +67,7 @@ func newCluster(t *testing.T) *cluster {
 	tr.HandleFunc("GET /metainfo/{digest}", func(w http.ResponseWriter, r *http.Request) {
 		c.hit("tracker metainfo")
 		c.hit("tracker metainfo repository=" + r.URL.Query().Get("repository"))
-		b, ok := c.blob(digest.Digest(r.PathValue("digest")))
-		if !ok {
-			notFound(w, trackerclient.CodeNotFound)
-			return
-		}
-		res, err := metainfo.Generate(bytes.NewReader(b), metainfo.PieceLength(int64(len(b))))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/x-bittorrent")
-		_, _ = w.Write(res.InfoBytes)
+		c.serveMetainfo(w, r, trackerclient.CodeNotFound)
 	})
 	tr.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {})
 	tr.HandleFunc("POST /announce", func(w http.ResponseWriter, r *http.Request) {
@@ -138,9 +127,29 @@ func newCluster(t *testing.T) *cluster {
 		}
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
 	})
+	or.HandleFunc("GET /blobs/{digest}/metainfo", func(w http.ResponseWriter, r *http.Request) {
+		c.hit("origin metainfo")
+		c.serveMetainfo(w, r, originclient.CodeNotFound)
+	})
 	c.origin = httptest.NewServer(or)
 	t.Cleanup(c.origin.Close)
 	return c
+}
+
+// serveMetainfo answers the metainfo of the blob the path names, or a 404 with code.
+func (c *cluster) serveMetainfo(w http.ResponseWriter, r *http.Request, code string) {
+	b, ok := c.blob(digest.Digest(r.PathValue("digest")))
+	if !ok {
+		notFound(w, code)
+		return
+	}
+	res, err := metainfo.Generate(bytes.NewReader(b), metainfo.PieceLength(int64(len(b))))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-bittorrent")
+	_, _ = w.Write(res.InfoBytes)
 }
 
 func notFound(w http.ResponseWriter, code string) {
@@ -240,11 +249,15 @@ func newAgentWith(t *testing.T, c *cluster, ip string, edit func(*Config)) *agen
 	if err != nil {
 		t.Fatal(err)
 	}
+	trackers, err := trackerclient.NewTrackers(cfg.TrackerSet(), upstream, zap.NewNop(), tally.NoopScope)
+	if err != nil {
+		t.Fatal(err)
+	}
 	scope := tally.NewTestScope("", nil)
 	srv := NewServer(ServerDeps{
 		Store:      store,
 		Engine:     engine,
-		Tracker:    trackerclient.New(cfg.Tracker, upstream),
+		Trackers:   trackers,
 		Origins:    origins,
 		BuildIndex: buildindexclient.New(cfg.BuildIndex, upstream),
 	}, cfg, zap.NewNop(), scope)
@@ -698,4 +711,29 @@ func swarmWithSeeder(t *testing.T, originHTTPDown bool, seederIP, agentIP string
 		t.Fatalf("blob of %d bytes is under direct_below %d", len(data), a.cfg.DirectBelow)
 	}
 	return c, a, data, d
+}
+
+// TestPullWithTrackerDown: with no tracker answering, a blob no agent holds yet is
+// still pulled whole, its metainfo asked of the origin (the tracker used to be a
+// single point of failure: 500).
+func TestPullWithTrackerDown(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := newAgent(t, c, "127.0.0.80")
+	b := make([]byte, 3<<20+12345)
+	for i := range b {
+		b[i] = byte(i*7 + i>>11)
+	}
+	d := c.add(b)
+	c.tracker.Close()
+	r := a.do(t, http.MethodGet, "/v2/library/busybox/blobs/"+d.String())
+	if r.status != http.StatusOK || digest.FromBytes(r.body) != d {
+		t.Fatalf("GET with the tracker down: %d, %d bytes (digest %s), want %s", r.status, len(r.body), digest.FromBytes(r.body), d)
+	}
+	if n := c.count("origin metainfo"); n != 1 {
+		t.Errorf("origin asked for metainfo %d times, want 1", n)
+	}
+	if n := a.counter("metainfo_from_origins", nil); n != 1 {
+		t.Errorf("metainfo_from_origins = %d, want 1", n)
+	}
 }

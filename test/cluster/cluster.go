@@ -1,5 +1,5 @@
 // Package cluster starts a local Shoal cluster from the built binaries in bin/: one
-// proxy, build-index and tracker, three origins sharing one backend, and N agents, each
+// proxy and build-index, two trackers, three origins sharing one backend, and N agents, each
 // origin and agent on its own loopback address for P2P (the BitTorrent engine bans
 // peers per IP). It backs `make devcluster`, `make demo` and the end-to-end tests.
 //
@@ -31,6 +31,9 @@ const (
 	ProxyAddr      = "127.0.0.1:15000"
 	BuildIndexAddr = "127.0.0.1:15100"
 	TrackerAddr    = "127.0.0.1:15300"
+	// Tracker2Addr is the second tracker's (process tracker2): agents announce every
+	// blob to both, so either may go.
+	Tracker2Addr = "127.0.0.1:15310"
 	// Origins is how many origins the devcluster runs; the configs list them all.
 	Origins = 3
 )
@@ -138,7 +141,8 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		}})
 	}
 	specs = append(specs,
-		spec{"tracker", "tracker", TrackerAddr, []string{"--config", cfg("tracker")}},
+		spec{"tracker", "tracker", TrackerAddr, []string{"--config", cfg("tracker"), "--listen", TrackerAddr}},
+		spec{"tracker2", "tracker", Tracker2Addr, []string{"--config", cfg("tracker"), "--listen", Tracker2Addr}},
 		spec{"proxy", "proxy", ProxyAddr, []string{"--config", cfg("proxy")}},
 	)
 	for i := 0; i < o.Agents; i++ {

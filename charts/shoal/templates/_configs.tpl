@@ -61,7 +61,7 @@ in the pod specs: --peer-ip, --advertise.
   "data_dir" "/var/lib/shoal/agent"
   "log" (include "shoal.logBlock" . | fromYaml)
   "p2p" (dict "listen_port" (int $a.peerPort))
-  "tracker" (include "shoal.trackerURL" .)
+  "trackers" (include "shoal.trackersBlock" . | fromYaml)
   "build_index" (include "shoal.buildIndexURL" .)
   "origins" (include "shoal.originsBlock" . | fromYaml)
   "proxy" (include "shoal.registryHost" .)

@@ -66,8 +66,13 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- printf "http://%s:%d" (include "shoal.svcHost" (dict "root" . "component" "buildindex")) (int .Values.buildindex.port) -}}
 {{- end -}}
 
-{{- define "shoal.trackerURL" -}}
-{{- printf "http://%s:%d" (include "shoal.svcHost" (dict "root" . "component" "tracker")) (int .Values.tracker.port) -}}
+{{/* The agents' trackers block: every tracker pod, by the headless members Service. */}}
+{{- define "shoal.trackersBlock" -}}
+{{- toYaml (dict
+  "dns" (printf "%s-members.%s.svc.%s:%d" (include "shoal.componentName" (dict "root" . "component" "tracker")) .Release.Namespace .Values.clusterDomain (int .Values.tracker.port))
+  "dns_interval" .Values.origin.dnsInterval
+  "replicas" (int .Values.tracker.swarmReplicas)
+  "health_interval" .Values.origin.healthInterval) -}}
 {{- end -}}
 
 {{- define "shoal.registryHost" -}}

@@ -29,7 +29,7 @@ func run() error {
 	defer c.Stop()
 	fmt.Printf("Shoal devcluster up (state and logs in %s)\n", c.State)
 	fmt.Printf("  proxy (push here)   %s\n", cluster.ProxyAddr)
-	fmt.Printf("  build-index         %s\n  tracker             %s\n", cluster.BuildIndexAddr, cluster.TrackerAddr)
+	fmt.Printf("  build-index         %s\n  trackers            %s, %s\n", cluster.BuildIndexAddr, cluster.TrackerAddr, cluster.Tracker2Addr)
 	for _, o := range c.Origins {
 		fmt.Printf("  %-19s %s (P2P %s:%d)\n", o.Name, o.Addr, o.PeerIP, o.PeerPort)
 	}
