@@ -6,7 +6,7 @@ TOOLS    := $(CURDIR)/.tools/bin
 export CGO_ENABLED := 0
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all build test unit e2e e2e-backends e2e-containerd e2e-kubernetes kube-tools integration tools devcluster demo lint clean images bench bench-smoke
+.PHONY: all build test unit e2e e2e-backends e2e-containerd e2e-kubernetes kube-tools integration tools devcluster demo lint clean images bench bench-smoke fuzz
 
 all: build
 
@@ -24,6 +24,25 @@ test: lint chart-lint unit integration e2e e2e-backends e2e-containerd e2e-kuber
 ## unit: go test ./... (fast, in-process)
 unit:
 	$(GO) test -count=1 ./...
+
+# FUZZ_TARGETS: every native fuzz test, <package>:<FuzzName>; their seed corpora
+# (testdata/fuzz/<FuzzName>/) run in make unit
+FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	./lib/registry:FuzzParseRoute ./lib/registry:FuzzParseContentRange ./lib/registry:FuzzBlobRange \
+	./lib/registry:FuzzRegistryAPI ./lib/registry:FuzzUploadSession \
+	./lib/oci:FuzzParseManifest ./lib/oci:FuzzParseReference ./lib/oci:FuzzValidName \
+	./lib/trackerclient:FuzzDecodeAnnounceReply ./lib/metainfo:FuzzParse ./lib/config:FuzzDecode \
+	./lib/backend:FuzzParseBlobName ./lib/backend:FuzzParseTagName \
+	./tracker:FuzzParseAnnounce ./tracker:FuzzAnnounce ./buildindex:FuzzParseTagsPath
+
+## fuzz: run each fuzz test for FUZZTIME (30s) in turn; a failure stops with its input
+## saved under the package's testdata/fuzz/ (commit it as a regression seed)
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 ## e2e: real clients (crane, skopeo, docker) against a cluster of the built binaries
 e2e: build tools
