@@ -445,7 +445,7 @@ func TestHostileInput(t *testing.T) {
 		{"null config", "PUT", man + "v2", imageWith("null"), ct(ociManifest), 400, "MANIFEST_INVALID"},
 		{"config digest traversal", "PUT", man + "v2", imageWith(`"sha256:../../../etc/passwd"`), ct(ociManifest), 400, "MANIFEST_INVALID"},
 		{"deeply nested JSON", "PUT", man + "v2", []byte(`{"schemaVersion":2,"x":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}`), nil, 400, "MANIFEST_INVALID"},
-		{"over 4 MiB", "PUT", man + "v2", append(append([]byte(`{"schemaVersion":2,"x":"`), bytes.Repeat([]byte("x"), oci.MaxManifestSize)...), `"}`...), ct(ociManifest), 400, "MANIFEST_INVALID"},
+		{"over 4 MiB", "PUT", man + "v2", append(append([]byte(`{"schemaVersion":2,"x":"`), bytes.Repeat([]byte("x"), oci.MaxManifestSize)...), `"}`...), ct(ociManifest), 413, "MANIFEST_INVALID"},
 		{"HTML content type", "PUT", man + "v2", manifest, ct("text/html"), 400, "MANIFEST_INVALID"},
 		{"index content type on an image", "PUT", man + "v2", manifest, ct(ociIndex), 400, "MANIFEST_INVALID"},
 		{"malformed content type", "PUT", man + "v2", manifest, ct("application/vnd.oci.image.manifest.v1+json; ;=="), 400, "MANIFEST_INVALID"},

@@ -17,7 +17,8 @@ type Code struct {
 }
 
 // The error codes Shoal answers with (distribution-spec "Error Codes", plus
-// distribution's RANGE_INVALID, UNSUPPORTED and UNKNOWN).
+// distribution's RANGE_INVALID, UNSUPPORTED, TOOMANYREQUESTS and UNKNOWN). A code the
+// spec answers with two statuses has one entry per status.
 var (
 	CodeBlobUnknown         = Code{"BLOB_UNKNOWN", http.StatusNotFound, "blob unknown to registry"}
 	CodeBlobUploadInvalid   = Code{"BLOB_UPLOAD_INVALID", http.StatusBadRequest, "blob upload invalid"}
@@ -32,7 +33,12 @@ var (
 	CodeRangeInvalid        = Code{"RANGE_INVALID", http.StatusRequestedRangeNotSatisfiable, "invalid content range"}
 	CodeUnsupported         = Code{"UNSUPPORTED", http.StatusMethodNotAllowed, "the operation is unsupported"}
 	CodePaginationInvalid   = Code{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest, "invalid number of results requested"}
+	CodeTooManyRequests     = Code{"TOOMANYREQUESTS", http.StatusTooManyRequests, "too many requests"}
 	CodeUnknown             = Code{"UNKNOWN", http.StatusInternalServerError, "unknown error"}
+
+	// CodeManifestTooLarge is MANIFEST_INVALID for a body over the registry's limit:
+	// 413, the status the spec gives a refused manifest PUT (end-7).
+	CodeManifestTooLarge = Code{"MANIFEST_INVALID", http.StatusRequestEntityTooLarge, "manifest invalid"}
 )
 
 // Error is an API error: a code and what exactly went wrong.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,9 @@ func (g *Registry) serve(w http.ResponseWriter, r *http.Request) {
 	err := g.dispatch(w, r, rt)
 	if err == nil {
 		return
+	}
+	if e := (*oci.Error)(nil); errors.As(err, &e) && e.Code == oci.CodeTooManyRequests {
+		w.Header().Set("Retry-After", retryAfter)
 	}
 	code := oci.WriteError(w, err)
 	g.opts.Scope.Tagged(map[string]string{"code": code.Name}).Counter("errors").Inc(1)
@@ -128,7 +132,7 @@ func (g *Registry) catalog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return seamError(err, oci.CodeNameUnknown, "catalog")
 	}
-	page, next, err := paginate(repos, r)
+	page, next, err := paginate(repos, r, g.opts.Limits.MaxListEntries)
 	if err != nil {
 		return err
 	}
@@ -143,7 +147,7 @@ func (g *Registry) listTags(w http.ResponseWriter, r *http.Request, name string)
 	if err != nil {
 		return seamError(err, oci.CodeNameUnknown, "repository "+quote(name))
 	}
-	page, next, err := paginate(tags, r)
+	page, next, err := paginate(tags, r, g.opts.Limits.MaxListEntries)
 	if err != nil {
 		return err
 	}
@@ -154,8 +158,11 @@ func (g *Registry) listTags(w http.ResponseWriter, r *http.Request, name string)
 }
 
 // paginate applies the spec's n and last to a sorted list; next is the query of the
-// following page, empty on the last one.
-func paginate(all []string, r *http.Request) (page []string, next string, err error) {
+// following page, empty on the last one. A page holds at most limit entries: a larger
+// n, or none, is cut to limit with a Link to the rest, which spec v1.1 allows ("fewer
+// than n ... or a Link header is provided"); distribution answers a catalog n over its
+// limit PAGINATION_NUMBER_INVALID instead, an error the spec lists for neither route.
+func paginate(all []string, r *http.Request, limit int) (page []string, next string, err error) {
 	q := r.URL.Query()
 	page = all
 	if last := q.Get("last"); last != "" {
@@ -165,16 +172,18 @@ func paginate(all []string, r *http.Request) (page []string, next string, err er
 		}
 		page = page[i:]
 	}
+	n := limit
 	if ns := q.Get("n"); ns != "" {
-		n, err := strconv.Atoi(ns)
-		if err != nil || n < 0 {
+		asked, err := strconv.Atoi(ns)
+		if err != nil || asked < 0 {
 			return nil, "", oci.NewError(oci.CodePaginationInvalid, "n must be a number >= 0", nil)
 		}
-		if len(page) > n {
-			page = page[:n]
-			if n > 0 {
-				next = fmt.Sprintf("n=%d&last=%s", n, page[n-1])
-			}
+		n = min(asked, limit)
+	}
+	if len(page) > n {
+		page = page[:n]
+		if n > 0 {
+			next = fmt.Sprintf("n=%d&last=%s", n, url.QueryEscape(page[n-1]))
 		}
 	}
 	if page == nil {
@@ -239,9 +248,18 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt route)
 	if err != nil {
 		return err
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, oci.MaxManifestSize+1))
+	// Refused before a byte is stored: at once when the length says so, else once the
+	// body runs past the limit (a chunked body), without reading the rest.
+	limit := g.opts.Limits.MaxManifestBytes
+	if r.ContentLength > limit {
+		return oci.NewError(oci.CodeManifestTooLarge, fmt.Sprintf("manifest is %d bytes, over the %d byte limit", r.ContentLength, limit), nil)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return oci.NewError(oci.CodeManifestInvalid, "reading the body", err)
+	}
+	if int64(len(body)) > limit {
+		return oci.NewError(oci.CodeManifestTooLarge, fmt.Sprintf("manifest is over the %d byte limit", limit), nil)
 	}
 	m, err := oci.ParseManifest(r.Header.Get("Content-Type"), body)
 	if err != nil {
@@ -413,7 +431,14 @@ func (g *Registry) startUpload(w http.ResponseWriter, r *http.Request, rt route)
 			}
 		}
 	}
+	// A session counts against its client from here until it ends (sessions); a
+	// monolithic upload's for as long as its request.
+	who := client(r)
+	if err := g.sessions.reserve(who, g.opts.Now()); err != nil {
+		return err
+	}
 	if ds := q.Get("digest"); ds != "" {
+		defer g.sessions.unreserve(who)
 		d, err := oci.ParseDigest(ds)
 		if err != nil {
 			return err
@@ -426,8 +451,10 @@ func (g *Registry) startUpload(w http.ResponseWriter, r *http.Request, rt route)
 	}
 	id, err := g.opts.Uploads.Start(ctx)
 	if err != nil {
+		g.sessions.unreserve(who)
 		return fmt.Errorf("start upload: %w", err)
 	}
+	g.sessions.started(who, id, g.opts.Now())
 	uploadHeaders(w, rt.name, id, 0)
 	w.WriteHeader(http.StatusAccepted)
 	return nil
@@ -435,6 +462,7 @@ func (g *Registry) startUpload(w http.ResponseWriter, r *http.Request, rt route)
 
 func (g *Registry) uploadStatus(w http.ResponseWriter, r *http.Request, rt route) error {
 	size, err := g.opts.Uploads.Size(r.Context(), rt.arg)
+	g.track(rt.arg, err, false)
 	if err != nil {
 		return seamError(err, oci.CodeBlobUploadUnknown, "upload "+quote(rt.arg))
 	}
@@ -485,6 +513,7 @@ func parseContentRange(s string) (start, end int64, ok bool) {
 
 func (g *Registry) patchUpload(w http.ResponseWriter, r *http.Request, rt route) error {
 	size, err := g.appendBody(r, rt.arg)
+	g.track(rt.arg, err, false)
 	if err != nil {
 		return err
 	}
@@ -499,9 +528,12 @@ func (g *Registry) putUpload(w http.ResponseWriter, r *http.Request, rt route) e
 		return err
 	}
 	if _, err := g.appendBody(r, rt.arg); err != nil {
+		g.track(rt.arg, err, false)
 		return err
 	}
-	if err := g.opts.Uploads.Commit(r.Context(), rt.arg, d); err != nil {
+	err = g.opts.Uploads.Commit(r.Context(), rt.arg, d)
+	g.track(rt.arg, err, true)
+	if err != nil {
 		return seamError(err, oci.CodeBlobUploadUnknown, "commit "+d.String())
 	}
 	blobCreated(w, rt.name, d)
@@ -509,11 +541,24 @@ func (g *Registry) putUpload(w http.ResponseWriter, r *http.Request, rt route) e
 }
 
 func (g *Registry) cancelUpload(w http.ResponseWriter, r *http.Request, rt route) error {
-	if err := g.opts.Uploads.Cancel(r.Context(), rt.arg); err != nil {
+	err := g.opts.Uploads.Cancel(r.Context(), rt.arg)
+	g.track(rt.arg, err, true)
+	if err != nil {
 		return seamError(err, oci.CodeBlobUploadUnknown, "upload "+quote(rt.arg))
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// track counts a request on upload session id that ended in err; ends is whether it
+// ends the session when it succeeds (commit, cancel). A session the seam does not know,
+// or one whose commit failed its digest (the upload is discarded), has ended too.
+func (g *Registry) track(id string, err error, ends bool) {
+	if (err == nil && ends) || errors.Is(err, ErrUploadUnknown) || errors.Is(err, ErrDigestMismatch) {
+		g.sessions.done(id)
+		return
+	}
+	g.sessions.touch(id, g.opts.Now())
 }
 
 func writeJSON(w http.ResponseWriter, v any) error {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/opencontainers/go-digest"
@@ -65,13 +66,19 @@ type Options struct {
 	Uploads Uploads
 	// ReadOnlyHint is the detail of the UNSUPPORTED answer, e.g. where to push instead.
 	ReadOnlyHint string
-	Log          *zap.Logger
-	Scope        tally.Scope
+	// Limits bound manifests, list pages and open upload sessions; zero fields take
+	// DefaultLimits.
+	Limits Limits
+	// Now is the clock upload sessions expire by; nil is time.Now.
+	Now   func() time.Time
+	Log   *zap.Logger
+	Scope tally.Scope
 }
 
 // Registry is the distribution API over the seams in Options.
 type Registry struct {
-	opts Options
+	opts     Options
+	sessions *sessions
 }
 
 // New returns a Registry; Log and Scope default to no-ops.
@@ -85,7 +92,11 @@ func New(o Options) *Registry {
 	if o.ReadOnlyHint == "" {
 		o.ReadOnlyHint = "this registry is read only"
 	}
-	return &Registry{opts: o}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	o.Limits = o.Limits.withDefaults()
+	return &Registry{opts: o, sessions: newSessions(o.Limits)}
 }
 
 // Routes mounts the API under /v2/ on r.
