@@ -435,6 +435,7 @@ func TestHostileInput(t *testing.T) {
 		{"overflowing range", "GET", blob + layerD.String(), nil, rng("bytes=99999999999999999999-"), 416, "RANGE_INVALID"},
 		{"negative range", "GET", blob + layerD.String(), nil, rng("bytes=-5-10"), 416, "RANGE_INVALID"},
 		{"unknown range unit", "GET", blob + layerD.String(), nil, rng("pages=0-1"), 416, "RANGE_INVALID"},
+		{"zero-length suffix range", "GET", blob + layerD.String(), nil, rng("bytes=-0"), 416, "RANGE_INVALID"},
 
 		// Manifest bodies and content types.
 		{"truncated JSON", "PUT", man + "v2", []byte(`{"schemaVersion":2,`), ct(ociManifest), 400, "MANIFEST_INVALID"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -351,6 +352,9 @@ func (g *Registry) getBlob(w http.ResponseWriter, r *http.Request, rt route) err
 		return seamError(err, oci.CodeBlobUnknown, d.String())
 	}
 	defer rc.Close()
+	if rng := r.Header.Get("Range"); zeroSuffixRange(rng) && r.Header.Get("If-Range") == "" {
+		return oci.NewError(oci.CodeRangeInvalid, "Range "+quote(rng)+" asks for the last 0 bytes", nil)
+	}
 	blobHeaders(w, d)
 	// ServeContent answers Range requests (206/416) by seeking the reader.
 	rw := &rangeRefusal{ResponseWriter: w, header: r.Header.Get("Range")}
@@ -359,6 +363,26 @@ func (g *Registry) getBlob(w http.ResponseWriter, r *http.Request, rt route) err
 		g.opts.Scope.Tagged(map[string]string{"code": oci.CodeRangeInvalid.Name}).Counter("errors").Inc(1)
 	}
 	return nil
+}
+
+// zeroSuffixRange reports whether a Range header holds a suffix range of zero bytes
+// ("bytes=-0"), which RFC 9110 makes unsatisfiable and http.ServeContent answers as a
+// 206 of no bytes with a Content-Range whose end is before its start.
+func zeroSuffixRange(h string) bool {
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok {
+		return false
+	}
+	for _, ra := range strings.Split(spec, ",") {
+		start, end, ok := strings.Cut(ra, "-")
+		if !ok || textproto.TrimString(start) != "" {
+			continue
+		}
+		if n, err := strconv.ParseInt(textproto.TrimString(end), 10, 64); err == nil && n == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // rangeRefusal answers http.ServeContent's 416 (a Range header that does not parse or
