@@ -28,6 +28,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/originclient"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/piececheck"
 	"github.com/shoal-p2p/shoal/lib/taskqueue"
 )
 
@@ -45,6 +46,8 @@ type Server struct {
 	tasks   *taskqueue.Queue
 	runner  *taskqueue.Runner
 	cluster Cluster
+	// verified remembers the pieces of stored blobs checked before serving.
+	verified *piececheck.Verified
 }
 
 // Cluster is this origin's place among its peers; the zero value is a lone origin.
@@ -65,7 +68,7 @@ const (
 // works it off.
 func NewServer(store *blobstore.Store, be backend.Backend, engine *p2p.Engine, tasks *taskqueue.Queue, cluster Cluster, log *zap.Logger, scope tally.Scope) *Server {
 	s := &Server{store: store, backend: be, engine: engine, tasks: tasks, cluster: cluster, log: log, scope: scope,
-		fills: map[digest.Digest]*p2p.Transfer{}}
+		fills: map[digest.Digest]*p2p.Transfer{}, verified: piececheck.NewVerified(verifiedBlobs)}
 	s.runner = taskqueue.NewRunner(tasks, s.runTask, 4, time.Second, log.Named("tasks"), scope.SubScope("tasks"))
 	return s
 }
@@ -112,6 +115,8 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 		switch {
 		case errors.Is(err, errBackendCorrupt): // before ErrDigestMismatch, which it wraps
 			status, code = http.StatusBadGateway, "backend_corrupt"
+		case errors.Is(err, errStoredCorrupt):
+			status, code = http.StatusBadGateway, "stored_corrupt"
 		case errors.Is(err, blobstore.ErrNotFound), errors.Is(err, backend.ErrNotFound):
 			status, code = http.StatusNotFound, originclient.CodeNotFound
 		case errors.Is(err, blobstore.ErrUploadUnknown):
@@ -247,7 +252,20 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
 	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Docker-Content-Digest", d.String())
-	http.ServeContent(w, r, "", time.Time{}, f)
+	if r.Method == http.MethodHead {
+		http.ServeContent(w, r, "", time.Time{}, f)
+		return nil
+	}
+	body, fi, err := s.checkedReader(d, f, r.Header.Get("Range"))
+	if err != nil {
+		return err
+	}
+	http.ServeContent(w, r, "", time.Time{}, body)
+	if err := body.Err(); errors.Is(err, piececheck.ErrCorrupt) {
+		// Found past the first piece: the answer stops short of its Content-Length,
+		// so the connection closes and the client retries (at another origin).
+		s.quarantine(d, fi, err)
+	}
 	return nil
 }
 

@@ -8,6 +8,9 @@
 //	  info/sha256/<hex>     bencoded torrent info dictionary for the blob
 //	  uploads/<id>          upload in progress (origin)
 //	  partial/sha256/<hex>  P2P download in progress (agent)
+//	  quarantine/sha256/<hex>.<unix nanoseconds>
+//	                        a committed blob found corrupt on disk (Quarantine), kept
+//	                        for inspection, never served
 //
 // Invariants: a file appears in blobs/ only by an atomic rename, after its sha256 was
 // checked against its name and its data was synced, so a committed blob is always
@@ -56,6 +59,8 @@ const (
 	infoDir    = "info/sha256"
 	uploadsDir = "uploads"
 	partialDir = "partial/sha256"
+	// quarantineDir holds committed blobs found not to match their metainfo.
+	quarantineDir = "quarantine/sha256"
 )
 
 // Store is a content-addressed blob store rooted at a directory.
@@ -68,7 +73,7 @@ type Store struct {
 
 // New opens the store at root, creating its directories.
 func New(root string) (*Store, error) {
-	for _, dir := range []string{blobsDir, infoDir, uploadsDir, partialDir} {
+	for _, dir := range []string{blobsDir, infoDir, uploadsDir, partialDir, quarantineDir} {
 		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
 			return nil, fmt.Errorf("blobstore open %s: %w", root, err)
 		}

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -108,7 +109,11 @@ func New(cfg Config, store *blobstore.Store, log *zap.Logger, scope tally.Scope)
 		cancel:    cancel,
 		transfers: map[digest.Digest]*active{},
 	}
-	e.storage = newCASStorage(store, log, e.m.blobCompleted)
+	e.storage = newCASStorage(store, log, e.m.blobCompleted, func(d digest.Digest, seen os.FileInfo) {
+		if err := e.Quarantine(d, seen); err != nil {
+			log.Error("quarantine corrupt blob", zap.Stringer("digest", d), zap.Error(err))
+		}
+	})
 	e.client, err = torrent.NewClient(e.clientConfig(rawID))
 	if err != nil {
 		cancel()
@@ -521,6 +526,22 @@ func (s *originSet) has(addr interface{ String() string }) bool {
 	defer s.mu.RUnlock()
 	_, ok := s.addrs[netip.AddrPortFrom(a.Addr().Unmap(), a.Port())]
 	return ok
+}
+
+// Quarantine stops seeding blob d and moves its stored copy (the file seen, see
+// blobstore.Quarantine) into quarantine: its bytes do not match its metainfo. Readers
+// of the torrent fail; the next Fetch or Seed of d starts afresh from a new copy.
+func (e *Engine) Quarantine(d digest.Digest, seen os.FileInfo) error {
+	e.mu.Lock()
+	if a, ok := e.transfers[d]; ok && a.committed() {
+		e.removeLocked(a)
+	}
+	e.mu.Unlock()
+	e.m.quarantined.Inc(1)
+	if err := e.store.Quarantine(d, seen); err != nil {
+		return fmt.Errorf("p2p quarantine %s: %w", d, err)
+	}
+	return nil
 }
 
 // ErrBusy is Evict's answer for a blob being downloaded, read or served to a peer.

@@ -31,6 +31,7 @@ type Stats struct {
 // components pass a scope already named "p2p" (shoal_agent_p2p_bytes_downloaded).
 type metrics struct {
 	fromOrigins, fromPeers, fromOriginsHTTP, redundant, uploaded, completed, bad tally.Counter
+	quarantined                                                                  tally.Counter
 	active, peers                                                                tally.Gauge
 
 	nFromOrigins, nFromPeers, nPulled, nCompleted atomic.Int64
@@ -53,6 +54,7 @@ func newMetrics(scope tally.Scope) *metrics {
 		uploaded:        scope.Counter("bytes_uploaded"),
 		completed:       scope.Counter("blobs_completed"),
 		bad:             scope.Counter("bad_pieces"),
+		quarantined:     scope.Counter("blobs_quarantined"),
 		active:          scope.Gauge("active_torrents"),
 		peers:           scope.Gauge("peer_connections"),
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-p2p/shoal/lib/blobstore"
 	"github.com/shoal-p2p/shoal/lib/metainfo"
+	"github.com/shoal-p2p/shoal/lib/piececheck"
 )
 
 // casStorage is the client's storage over the blob store, holding no second copy of
@@ -27,6 +28,9 @@ type casStorage struct {
 	store     *blobstore.Store
 	log       *zap.Logger
 	committed func() // called after each successful commit
+	// corrupt is called (in its own goroutine) once a committed blob's piece is found
+	// not to match its hash; seen is the file's FileInfo.
+	corrupt func(d digest.Digest, seen os.FileInfo)
 
 	mu   sync.Mutex
 	open map[tmeta.Hash]*casTorrent
@@ -35,11 +39,12 @@ type casStorage struct {
 
 var _ storage.ClientImpl = (*casStorage)(nil)
 
-func newCASStorage(store *blobstore.Store, log *zap.Logger, committed func()) *casStorage {
+func newCASStorage(store *blobstore.Store, log *zap.Logger, committed func(), corrupt func(digest.Digest, os.FileInfo)) *casStorage {
 	return &casStorage{
 		store:     store,
 		log:       log,
 		committed: committed,
+		corrupt:   corrupt,
 		open:      map[tmeta.Hash]*casTorrent{},
 		errs:      map[tmeta.Hash]error{},
 	}
@@ -94,7 +99,15 @@ func (s *casStorage) openTorrent(info *tmeta.Info) (*casTorrent, error) {
 	ct := &casTorrent{s: s, d: d, size: info.Length, pieceLen: info.PieceLength, done: make(chan struct{})}
 	ct.changed = sync.NewCond(&ct.mu)
 	if f, err := s.store.Open(d); err == nil {
+		// Stored earlier (or by another process): its pieces are checked on their
+		// first read for a peer (checkStored), so a copy corrupted on disk is never
+		// seeded.
+		if ct.hashes, err = piececheck.FromInfo(d, *info); err != nil {
+			f.Close()
+			return nil, err
+		}
 		ct.f = f
+		ct.checked = make([]bool, info.NumPieces())
 		ct.finish(nil, true)
 		return ct, nil
 	} else if !errors.Is(err, blobstore.ErrNotFound) {
@@ -120,6 +133,12 @@ type casTorrent struct {
 	// f is the committed blob, or the partial file (which becomes the committed blob
 	// by a rename, so f stays valid).
 	f *os.File
+	// hashes and checked guard a blob that was committed when opened: checked[i] once
+	// piece i matched its hash. nil for a blob downloaded here (every piece verified
+	// by the client on arrival).
+	hashes      piececheck.Hashes
+	checked     []bool // guarded by mu
+	corruptOnce sync.Once
 
 	mu         sync.Mutex
 	changed    *sync.Cond // on mu: broadcast when a piece or the outcome changes
@@ -275,7 +294,37 @@ type casPiece struct {
 var _ storage.PieceImpl = casPiece{}
 
 func (p casPiece) ReadAt(b []byte, off int64) (int, error) {
+	if err := p.ct.checkStored(p.index); err != nil {
+		return 0, err
+	}
 	return p.ct.f.ReadAt(b, p.off+off)
+}
+
+// checkStored verifies piece i of a blob committed before it was opened, once. A
+// piece that does not match reports the blob corrupt and fails the read: the client
+// sends nothing of it.
+func (ct *casTorrent) checkStored(i int) error {
+	ct.mu.Lock()
+	done := ct.checked == nil || ct.checked[i]
+	ct.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := ct.hashes.Check(ct.f, i); err != nil {
+		if errors.Is(err, piececheck.ErrCorrupt) {
+			ct.corruptOnce.Do(func() {
+				ct.s.log.Error("stored blob corrupt: seeding stopped, blob quarantined", zap.Stringer("digest", ct.d), zap.Error(err))
+				if fi, serr := ct.f.Stat(); serr == nil && ct.s.corrupt != nil {
+					go ct.s.corrupt(ct.d, fi)
+				}
+			})
+		}
+		return fmt.Errorf("p2p storage: %w", err)
+	}
+	ct.mu.Lock()
+	ct.checked[i] = true
+	ct.mu.Unlock()
+	return nil
 }
 
 // errPieceComplete refuses a chunk for a piece already verified: its bytes are never
