@@ -19,18 +19,93 @@ import (
 // ShutdownTimeout bounds how long in-flight requests get after the context ends.
 const ShutdownTimeout = 10 * time.Second
 
-// Serve listens on addr and serves h until ctx is done, then shuts down gracefully.
+// Config bounds how long and how much a client may take to send a request (key http
+// of a binary's config). Zero fields take DefaultConfig's values.
+type Config struct {
+	// ReadHeaderTimeout bounds reading a request line and headers; a client that sends
+	// half a header (slowloris) is disconnected after it. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// BodyIdleTimeout bounds each wait for more of a request body: a body that stops
+	// arriving for this long fails, one that keeps arriving takes as long as it needs
+	// (a multi-GB layer push). Default 1m.
+	BodyIdleTimeout time.Duration `yaml:"body_idle_timeout"`
+	// IdleTimeout bounds a kept-alive connection waiting for its next request. Default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds a request's line and headers; over it the answer is 431.
+	// Default 64 KiB (registry bearer tokens are a few KiB).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+}
+
+// DefaultConfig holds the values for the keys a config leaves out.
+func DefaultConfig() Config {
+	return Config{
+		ReadHeaderTimeout: 10 * time.Second,
+		BodyIdleTimeout:   time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// Validate checks c; each message names the key and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+		eg  string
+	}{{"read_header_timeout", c.ReadHeaderTimeout, "10s"}, {"body_idle_timeout", c.BodyIdleTimeout, "1m"}, {"idle_timeout", c.IdleTimeout, "2m"}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %s is negative (use e.g. %s)", d.key, d.v, d.eg))
+		}
+	}
+	if c.MaxHeaderBytes < 0 || (c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < 4<<10) {
+		errs = append(errs, fmt.Errorf("max_header_bytes: %d is below 4096, too small for ordinary requests (use e.g. 65536)", c.MaxHeaderBytes))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if c.BodyIdleTimeout == 0 {
+		c.BodyIdleTimeout = d.BodyIdleTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	return c
+}
+
+// Serve is DefaultConfig().Serve, for a binary whose config has no http key.
 func Serve(ctx context.Context, addr string, h http.Handler, log *zap.Logger) error {
+	return DefaultConfig().Serve(ctx, addr, h, log)
+}
+
+// Serve listens on addr and serves h until ctx is done, then shuts down gracefully.
+func (c Config) Serve(ctx context.Context, addr string, h http.Handler, log *zap.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	return ServeListener(ctx, ln, h, log)
+	return c.ServeListener(ctx, ln, h, log)
 }
 
 // ServeListener is Serve on a listener the caller opened.
-func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *zap.Logger) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+func (c Config) ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *zap.Logger) error {
+	c = c.withDefaults()
+	srv := &http.Server{
+		Handler:           bodyIdle(h, c.BodyIdleTimeout),
+		ReadHeaderTimeout: c.ReadHeaderTimeout,
+		// No ReadTimeout: it bounds the whole request, body included, and a layer
+		// push is one body of any size. bodyIdle bounds each wait instead.
+		IdleTimeout:    c.IdleTimeout,
+		MaxHeaderBytes: c.MaxHeaderBytes,
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", zap.String("addr", ln.Addr().String()))
@@ -49,6 +124,46 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *za
 		return fmt.Errorf("shutdown %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// bodyIdle gives every request body a read deadline of idle from each read, so a body
+// fails once it stops arriving, however long it has been arriving.
+func bodyIdle(h http.Handler, idle time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+type idleBody struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	idle     time.Duration
+	extended time.Time // when the deadline was last moved
+	done     bool
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if b.done {
+		return b.ReadCloser.Read(p)
+	}
+	// Moving the deadline on every read of a fast body costs a timer update each;
+	// a quarter of idle late still leaves each wait at least 3/4 of it.
+	if now := time.Now(); now.Sub(b.extended) >= b.idle/4 {
+		if b.rc.SetReadDeadline(now.Add(b.idle)) == nil {
+			b.extended = now
+		}
+	}
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		// At the body's end net/http lifts the deadline and starts its background
+		// read of the connection; a deadline set after that would time that read out
+		// during a long commit and cancel the request's context.
+		b.done = true
+	}
+	return n, err
 }
 
 // MountOps adds GET /health and GET /metrics to r. ready reports readiness for

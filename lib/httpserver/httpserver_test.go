@@ -234,7 +234,7 @@ func TestServeListenerGraceful(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- ServeListener(ctx, sl, h, zap.NewNop()) }()
+	go func() { served <- DefaultConfig().ServeListener(ctx, sl, h, zap.NewNop()) }()
 
 	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	type result struct {
@@ -312,7 +312,7 @@ func TestServeListenerFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.Close()
-	err = ServeListener(context.Background(), ln, http.NotFoundHandler(), zap.NewNop())
+	err = DefaultConfig().ServeListener(context.Background(), ln, http.NotFoundHandler(), zap.NewNop())
 	if err == nil || !strings.Contains(err.Error(), "serve") {
 		t.Errorf("ServeListener on a closed listener: %v", err)
 	}
