@@ -8,6 +8,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/originset"
+	"github.com/shoal-p2p/shoal/lib/registry"
 )
 
 // Config is shoal-proxy's configuration (example: config/proxy.yaml).
@@ -18,6 +19,10 @@ type Config struct {
 	Log logging.Config `yaml:"log"`
 	// Debug turns on diagnostics served on the listen address (pprof).
 	Debug httpserver.Debug `yaml:"debug"`
+	// HTTP bounds how long and how much a client may take to send a request.
+	HTTP httpserver.Config `yaml:"http"`
+	// Limits bound manifests, list pages and the upload sessions a client may hold open.
+	Limits registry.Limits `yaml:"limits"`
 	// Origins are the origin cluster blobs and manifests are uploaded to (each upload
 	// session to one healthy origin) and read from (in each blob's placement order).
 	Origins originset.Config `yaml:"origins"`
@@ -27,7 +32,12 @@ type Config struct {
 
 // DefaultConfig holds the values used for keys the file leaves out.
 func DefaultConfig() Config {
-	return Config{Listen: "0.0.0.0:15000", Origins: originset.DefaultConfig()}
+	return Config{
+		Listen:  "0.0.0.0:15000",
+		HTTP:    httpserver.DefaultConfig(),
+		Limits:  registry.DefaultLimits(),
+		Origins: originset.DefaultConfig(),
+	}
 }
 
 // Validate checks the whole config; each message names the key and the fix.
@@ -35,6 +45,12 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: empty (set listen: 0.0.0.0:15000 or pass --listen)"))
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("limits: %w", err))
 	}
 	if err := c.Origins.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("origins: %w", err))

@@ -32,6 +32,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/oci"
 	"github.com/shoal-p2p/shoal/lib/originclient"
 	"github.com/shoal-p2p/shoal/lib/originset"
+	"github.com/shoal-p2p/shoal/lib/registry"
 )
 
 func TestMain(m *testing.M) {
@@ -49,6 +50,12 @@ type hostileProxy struct {
 }
 
 func newHostileProxy(t *testing.T) *hostileProxy {
+	t.Helper()
+	return newLimitedProxy(t, registry.DefaultLimits())
+}
+
+// newLimitedProxy is newHostileProxy under limits.
+func newLimitedProxy(t *testing.T, limits registry.Limits) *hostileProxy {
 	t.Helper()
 	storeDir, tagsDir := t.TempDir(), t.TempDir()
 	store, err := blobstore.New(storeDir)
@@ -71,7 +78,7 @@ func newHostileProxy(t *testing.T) *hostileProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(set, buildindexclient.New(bi.URL, bi.Client()), zap.NewNop(), tally.NoopScope)
+	srv := NewServer(limits, set, buildindexclient.New(bi.URL, bi.Client()), zap.NewNop(), tally.NoopScope)
 	ps := httptest.NewServer(srv.Handler(http.NotFoundHandler()))
 	t.Cleanup(ps.Close)
 	return &hostileProxy{url: ps.URL, originURL: origin.URL, dirs: []string{storeDir, tagsDir}}

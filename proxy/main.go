@@ -31,10 +31,10 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		srv := NewServer(origins, buildindexclient.New(cfg.BuildIndex, hc), log, reg.Scope)
+		srv := NewServer(cfg.Limits, origins, buildindexclient.New(cfg.BuildIndex, hc), log, reg.Scope)
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
-			return httpserver.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
 		})
 		g.Go(func() error { return origins.Run(ctx) })
 		return g.Wait()

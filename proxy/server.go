@@ -20,13 +20,15 @@ type Server struct {
 	log      *zap.Logger
 }
 
-// NewServer wires the registry over the origin set and the build-index client.
-func NewServer(origins *originset.Set, buildIndex *buildindexclient.Client, log *zap.Logger, scope tally.Scope) *Server {
+// NewServer wires the registry over the origin set and the build-index client, under
+// limits.
+func NewServer(limits registry.Limits, origins *originset.Set, buildIndex *buildindexclient.Client, log *zap.Logger, scope tally.Scope) *Server {
 	store := registry.NewClusterStore(origins)
 	reg := registry.New(registry.Options{
 		Blobs:   store,
 		Tags:    registry.BuildIndexTags(buildIndex),
 		Uploads: store,
+		Limits:  limits,
 		Log:     log,
 		Scope:   scope.SubScope("registry"),
 	})
