@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/shoal-p2p/shoal/lib/backend/driver"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
@@ -16,6 +17,8 @@ type Config struct {
 	Log logging.Config `yaml:"log"`
 	// Debug turns on diagnostics served on the listen address (pprof).
 	Debug httpserver.Debug `yaml:"debug"`
+	// HTTP bounds how long and how much a client may take to send a request.
+	HTTP httpserver.Config `yaml:"http"`
 	// Backend holds the tags; it is the only state, so any build-index over the same
 	// backend answers the same.
 	Backend driver.Config `yaml:"backend"`
@@ -29,7 +32,7 @@ type Config struct {
 
 // DefaultConfig holds the values used for keys the file leaves out.
 func DefaultConfig() Config {
-	return Config{Listen: "0.0.0.0:15100", DataDir: "/var/lib/shoal/buildindex"}
+	return Config{Listen: "0.0.0.0:15100", HTTP: httpserver.DefaultConfig(), DataDir: "/var/lib/shoal/buildindex"}
 }
 
 // Validate checks the whole config; each message names the key and the fix.
@@ -40,6 +43,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" && !c.Backend.ReadOnly() {
 		errs = append(errs, errors.New("data_dir: empty (set data_dir: /var/lib/shoal/buildindex or pass --data-dir)"))
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

@@ -39,8 +39,9 @@ func TestConfigValidate(t *testing.T) {
 	cfg = DefaultConfig()
 	cfg.Backend.Kind = "fs"
 	cfg.Log.Level = "loud"
+	cfg.HTTP.BodyIdleTimeout = -1
 	err = cfg.Validate()
-	for _, key := range []string{"log.level:", "backend.fs.root:"} {
+	for _, key := range []string{"log.level:", "backend.fs.root:", "http: body_idle_timeout:"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("Validate: %v, want a message naming %s", err, key)
 		}

@@ -55,7 +55,7 @@ func run(args []string) error {
 		}
 		srv := NewServer(be, log, reg.Scope)
 		g.Go(func() error {
-			return httpserver.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
 		})
 		return g.Wait()
 	})
