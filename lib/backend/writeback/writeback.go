@@ -5,6 +5,10 @@
 // object is read into memory to be sent.
 //
 // Reads see pending objects first: a tag pushed while the remote is down resolves.
+//
+// Each write is its own task, keyed by the name and the content's digest, and sends of
+// one name never overlap: an older value finishing its send late can neither overwrite
+// a newer one on the remote nor take the newer one's task with it.
 package writeback
 
 import (
@@ -12,11 +16,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/uber-go/tally/v4"
 	"go.uber.org/zap"
 
@@ -38,6 +44,9 @@ type Backend struct {
 	runner *taskqueue.Runner
 	log    *zap.Logger
 	mu     sync.Mutex // orders local writes against the removal of sent copies
+	// sending serializes the sends of one name (striped by name; a stripe is held by
+	// sending a token into it).
+	sending [64]chan struct{}
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -49,6 +58,9 @@ func New(remote backend.Backend, dir string, tasks *taskqueue.Queue, log *zap.Lo
 		return nil, fmt.Errorf("writeback: %w", err)
 	}
 	b := &Backend{remote: remote, local: local, tasks: tasks, log: log}
+	for i := range b.sending {
+		b.sending[i] = make(chan struct{}, 1)
+	}
 	b.runner = taskqueue.NewRunner(tasks, b.send, 2, time.Second, log, scope)
 	return b, nil
 }
@@ -63,10 +75,11 @@ func (b *Backend) Upload(ctx context.Context, name string, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("writeback upload %s: %w", name, err)
 	}
+	t := b.task(ctx, name, data)
 	b.mu.Lock()
 	err = b.local.Upload(ctx, name, bytes.NewReader(data))
 	if err == nil {
-		err = b.tasks.Add(b.task(ctx, name))
+		err = b.tasks.Add(t)
 	}
 	b.mu.Unlock()
 	if err != nil {
@@ -74,7 +87,6 @@ func (b *Backend) Upload(ctx context.Context, name string, r io.Reader) error {
 	}
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tryWait)
 	defer cancel()
-	t := b.task(ctx, name)
 	if err := b.send(tctx, t); err != nil {
 		b.log.Warn("remote backend unreachable; upload queued", zap.String("name", name), zap.Error(err))
 		b.runner.Notify()
@@ -86,15 +98,35 @@ func (b *Backend) Upload(ctx context.Context, name string, r io.Reader) error {
 	return nil
 }
 
-// task is the write-back of name; it keeps ctx's namespace for a routing backend.
-func (b *Backend) task(ctx context.Context, name string) taskqueue.Task {
+// task is the write-back of data as name; it keeps ctx's namespace for a routing
+// backend.
+func (b *Backend) task(ctx context.Context, name string, data []byte) taskqueue.Task {
 	ns, _ := backend.NamespaceFrom(ctx)
-	return taskqueue.Task{Kind: taskUpload, Target: name, Namespace: ns}
+	return taskqueue.Task{Kind: taskUpload, Digest: digest.FromBytes(data), Target: name, Namespace: ns}
 }
 
-// send copies the pending object to the remote and drops the local copy if it did
-// not change meanwhile.
+// lockName waits until no other send of name runs, or ctx ends.
+func (b *Backend) lockName(ctx context.Context, name string) (unlock func(), err error) {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	stripe := b.sending[h.Sum32()%uint32(len(b.sending))]
+	select {
+	case stripe <- struct{}{}:
+		return func() { <-stripe }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// send copies the pending object to the remote if it is still t's content, and drops
+// the local copy if it did not change meanwhile. A task with no digest (queued by an
+// older version) sends whatever is pending.
 func (b *Backend) send(ctx context.Context, t taskqueue.Task) error {
+	unlock, err := b.lockName(ctx, t.Target)
+	if err != nil {
+		return fmt.Errorf("writeback send %s: %w", t.Target, err)
+	}
+	defer unlock()
 	var buf bytes.Buffer
 	if err := b.local.Download(ctx, t.Target, &buf); err != nil {
 		if errors.Is(err, backend.ErrNotFound) {
@@ -103,6 +135,9 @@ func (b *Backend) send(ctx context.Context, t taskqueue.Task) error {
 		return err
 	}
 	sent := buf.Bytes()
+	if t.Digest != "" && digest.FromBytes(sent) != t.Digest {
+		return nil // overwritten since: the newer write's own task sends it
+	}
 	if err := b.remote.Upload(backend.WithNamespace(ctx, t.Namespace), t.Target, bytes.NewReader(sent)); err != nil {
 		return err
 	}
