@@ -30,9 +30,15 @@ type Config struct {
 	// PeerTTL is how long a downloading peer stays in its swarm without announcing; a
 	// complete peer is kept for seeder_interval + peer_ttl. Default 10s.
 	PeerTTL time.Duration `yaml:"peer_ttl"`
-	// MaxPeers bounds one hand-out, origins included; default 50.
+	// MaxPeers bounds one hand-out, origins included; default 50, at most 1000 (the
+	// agents read 1 MiB of announce reply: about 7,000 peers). An announce asks for no
+	// number; a numwant a client adds is ignored.
 	MaxPeers int `yaml:"max_peers"`
 }
+
+// maxMaxPeers bounds max_peers: a hand-out of 1000 IPv6 peers as objects is about
+// 150 KiB, well inside the 1 MiB of reply lib/trackerclient reads.
+const maxMaxPeers = 1000
 
 // DefaultConfig holds the values used for keys the file leaves out.
 func DefaultConfig() Config {
@@ -67,8 +73,8 @@ func (c *Config) Validate() error {
 	if c.PeerTTL <= c.AnnounceInterval {
 		errs = append(errs, fmt.Errorf("peer_ttl: %s must exceed announce_interval %s, or peers vanish between announces (use about 3x, e.g. 10s)", c.PeerTTL, c.AnnounceInterval))
 	}
-	if c.MaxPeers < 1 {
-		errs = append(errs, fmt.Errorf("max_peers: %d is not positive (use e.g. 50)", c.MaxPeers))
+	if c.MaxPeers < 1 || c.MaxPeers > maxMaxPeers {
+		errs = append(errs, fmt.Errorf("max_peers: %d is not in 1..%d, the most an agent's announce reply holds (use e.g. 50)", c.MaxPeers, maxMaxPeers))
 	}
 	return errors.Join(errs...)
 }
