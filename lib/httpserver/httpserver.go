@@ -131,15 +131,24 @@ func (c Config) ServeListener(ctx context.Context, ln net.Listener, h http.Handl
 func bodyIdle(h http.Handler, idle time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
+			// Outermost, w is net/http's own writer, which sets deadlines itself; no
+			// ResponseController to allocate per request (the tracker takes tens of
+			// thousands a second).
+			dl, ok := w.(readDeadliner)
+			if !ok {
+				dl = http.NewResponseController(w)
+			}
+			r.Body = &idleBody{ReadCloser: r.Body, rc: dl, idle: idle}
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
+
 type idleBody struct {
 	io.ReadCloser
-	rc       *http.ResponseController
+	rc       readDeadliner
 	idle     time.Duration
 	extended time.Time // when the deadline was last moved
 	done     bool
