@@ -458,7 +458,7 @@ func (g *Registry) startUpload(w http.ResponseWriter, r *http.Request, rt route)
 	// A session counts against its client from here until it ends (sessions); a
 	// monolithic upload's for as long as its request.
 	who := client(r)
-	if err := g.sessions.reserve(who, g.opts.Now()); err != nil {
+	if err := g.admit(r, who); err != nil {
 		return err
 	}
 	if ds := q.Get("digest"); ds != "" {
@@ -572,6 +572,26 @@ func (g *Registry) cancelUpload(w http.ResponseWriter, r *http.Request, rt route
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// admit reserves a session for who, or refuses with TOOMANYREQUESTS. Before refusing
+// it asks the seam about the sessions idle here (sessions.suspects) and stops counting
+// those that ended elsewhere (committed through another proxy, expired on the origin).
+func (g *Registry) admit(r *http.Request, who string) error {
+	err := g.sessions.reserve(who, g.opts.Now())
+	if err == nil {
+		return nil
+	}
+	ids := g.sessions.suspects(who, g.opts.Now())
+	for _, id := range ids {
+		if _, err := g.opts.Uploads.Size(r.Context(), id); errors.Is(err, ErrUploadUnknown) {
+			g.sessions.done(id)
+		}
+	}
+	if len(ids) == 0 {
+		return err
+	}
+	return g.sessions.reserve(who, g.opts.Now())
 }
 
 // track counts a request on upload session id that ended in err; ends is whether it

@@ -93,6 +93,16 @@ func (l Limits) withDefaults() Limits {
 // pushes commit, typically within seconds.
 const retryAfter = "10"
 
+// recheckAfter is how long a session must have had no request here before a client at
+// its limit makes the registry ask the seam whether it still exists: a push through two
+// proxies commits some sessions through the other one, which this one never sees.
+// Each session is asked about at most once per recheckAfter, so a client hammering at
+// its limit costs the origins at most one request per session per recheckAfter.
+const recheckAfter = 30 * time.Second
+
+// maxRecheck bounds the sessions asked about for one refused start.
+const maxRecheck = 100
+
 // client is who a request counts against: its remote IP. The proxy is reached
 // directly (no proxy in front whose X-Forwarded-For it could trust).
 func client(r *http.Request) string {
@@ -117,8 +127,9 @@ type sessions struct {
 }
 
 type session struct {
-	client string
-	seen   time.Time // last request
+	client  string
+	seen    time.Time // last request
+	checked time.Time // last asked about (suspects)
 }
 
 func newSessions(l Limits) *sessions {
@@ -148,6 +159,28 @@ func (s *sessions) reserve(client string, now time.Time) error {
 	s.byClient[client]++
 	s.n++
 	return nil
+}
+
+// suspects returns sessions to ask the seam about after reserve refused client at
+// now: its own when it is at its limit, else anyone's (the total is reached); only
+// those idle here for recheckAfter and not asked about for as long, at most maxRecheck.
+// They are marked asked about at now.
+func (s *sessions) suspects(client string, now time.Time) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	own := s.byClient[client] >= s.perClient
+	var ids []string
+	for id, e := range s.byID {
+		if len(ids) == maxRecheck {
+			break
+		}
+		if (own && e.client != client) || now.Sub(e.seen) < recheckAfter || now.Sub(e.checked) < recheckAfter {
+			continue
+		}
+		e.checked = now
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // unreserve takes back a reservation whose session did not start.

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -245,4 +246,65 @@ func TestUploadSessionsCapped(t *testing.T) {
 	reg.clock.Advance(20 * time.Minute) // a5 idle 70m, a4 20m
 	wantRec(t, "a6 after a5 expired", start("10.0.0.1:8000"), http.StatusAccepted, "")
 	refused("a7 while a4 is in use", start("10.0.0.1:9000"), 4) // the registry no longer counts a5; the seam still holds it
+}
+
+// countingUploads counts the Size calls made of a Memory.
+type countingUploads struct {
+	*Memory
+	mu    sync.Mutex
+	sizes int
+}
+
+func (c *countingUploads) Size(ctx context.Context, id string) (int64, error) {
+	c.mu.Lock()
+	c.sizes++
+	c.mu.Unlock()
+	return c.Memory.Size(ctx, id)
+}
+
+func (c *countingUploads) asked() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sizes
+}
+
+// A session committed through another proxy (or expired on the origin) is never seen
+// ending here: a client at its limit makes the registry ask about its sessions idle for
+// recheckAfter, each at most once per recheckAfter, and those gone stop counting.
+func TestUploadSessionsEndedElsewhereStopCounting(t *testing.T) {
+	t.Parallel()
+	reg := newLimited(Limits{MaxUploadsPerClient: 2})
+	up := &countingUploads{Memory: reg.mem}
+	r := chi.NewRouter()
+	New(Options{Blobs: reg.mem, Tags: reg.mem, Uploads: up, Limits: Limits{MaxUploadsPerClient: 2}, Now: reg.clock.Now}).Routes(r)
+	reg.h = r
+	start := func() *httptest.ResponseRecorder {
+		return reg.call("POST", "/v2/team/app/blobs/uploads/", "10.0.0.1:1", nil, 0)
+	}
+	s1 := start()
+	wantRec(t, "s1", s1, http.StatusAccepted, "")
+	wantRec(t, "s2", start(), http.StatusAccepted, "")
+	id := s1.Header().Get("Docker-Upload-UUID")
+	if _, err := reg.mem.Append(t.Context(), id, 0, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.mem.Commit(t.Context(), id, digest.FromString("x")); err != nil { // through another proxy
+		t.Fatal(err)
+	}
+	reg.clock.Advance(10 * time.Second)
+	wantRec(t, "s3 while s1, s2 are recent", start(), http.StatusTooManyRequests, "TOOMANYREQUESTS")
+	if n := up.asked(); n != 0 {
+		t.Fatalf("asked about %d sessions in use, want none", n)
+	}
+	reg.clock.Advance(recheckAfter)
+	wantRec(t, "s3 once s1 is found gone", start(), http.StatusAccepted, "")
+	if n := up.asked(); n != 2 {
+		t.Fatalf("asked about %d sessions, want s1 and s2", n)
+	}
+	for range 5 {
+		wantRec(t, "s4", start(), http.StatusTooManyRequests, "TOOMANYREQUESTS")
+	}
+	if n := up.asked(); n != 2 {
+		t.Fatalf("asked about %d sessions, want s2 not asked about again within recheckAfter", n)
+	}
 }
