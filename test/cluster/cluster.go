@@ -201,13 +201,32 @@ func (c *Cluster) Kill(name string) error {
 	return nil
 }
 
-// StartProcess starts a process stopped by StopProcess or Kill again, with its state kept.
+// StartProcess starts a process stopped by StopProcess or Kill (or exited) again, with
+// its state kept. A process still running is left alone: a second copy would fail to
+// bind its ports and orphan the first.
 func (c *Cluster) StartProcess(ctx context.Context, name string) error {
 	p, err := c.find(name)
 	if err != nil {
 		return err
 	}
+	if p.running() {
+		return nil
+	}
 	return c.start(ctx, p)
+}
+
+// running reports whether p was started and has not exited.
+func (p *process) running() bool {
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return false
+	default:
+		return true
+	}
 }
 
 func (c *Cluster) find(name string) (*process, error) {
