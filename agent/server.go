@@ -196,6 +196,10 @@ func (b *blobSource) Open(ctx context.Context, d digest.Digest) (io.ReadSeekClos
 	t, err := b.engine.Fetch(ctx, d, info.raw, b.trackers, pull)
 	if err != nil {
 		head.drop()
+		if errors.Is(err, blobstore.ErrNoSpace) {
+			b.scope.Counter("disk_full").Inc(1)
+			return nil, 0, oci.NewError(oci.CodeStorageFull, fmt.Sprintf("the agent's data_dir has no room for %s (%d bytes): free disk space there, or lower eviction's watermarks", d, info.length), err)
+		}
 		return nil, 0, fmt.Errorf("agent fetch %s: %w", d, err)
 	}
 	r := newHeadFirstReader(ctx, d, t, info.pieceLength, b.origins, b.log, b.scope.Counter("head_bytes"))

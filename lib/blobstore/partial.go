@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -17,8 +18,15 @@ import (
 // it tracks which pieces are verified. The store does not track pieces: it only gives
 // the file out and commits it once the engine says it is whole.
 
+// ErrNoSpace marks a partial file whose disk space could not be reserved.
+var ErrNoSpace = errors.New("not enough free disk space for the blob")
+
 // OpenPartial creates (or truncates) the partial file of blob d at size bytes and opens
-// it for reading and writing. The caller must use one partial file per digest at a time.
+// it for reading and writing. Its blocks are reserved at once (fallocate where the
+// filesystem has it): a disk too full for the blob fails here, with an error wrapping
+// ErrNoSpace and nothing left behind, not halfway through a download whose client
+// already has its answer's headers. The caller must use one partial file per digest
+// at a time.
 func (s *Store) OpenPartial(d digest.Digest, size int64) (*os.File, error) {
 	if err := checkDigest(d); err != nil {
 		return nil, fmt.Errorf("blobstore open partial: %w", err)
@@ -30,8 +38,12 @@ func (s *Store) OpenPartial(d digest.Digest, size int64) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blobstore open partial %s: %w", d, err)
 	}
-	if err := f.Truncate(size); err != nil {
+	if err := reserve(f, size); err != nil {
 		f.Close()
+		_ = os.Remove(s.partialPath(d))
+		if errors.Is(err, syscall.ENOSPC) {
+			err = fmt.Errorf("%w (%d bytes under %s): %w", ErrNoSpace, size, s.root, err)
+		}
 		return nil, fmt.Errorf("blobstore open partial %s: %w", d, err)
 	}
 	return f, nil

@@ -39,6 +39,10 @@ var (
 	// CodeManifestTooLarge is MANIFEST_INVALID for a body over the registry's limit:
 	// 413, the status the spec gives a refused manifest PUT (end-7).
 	CodeManifestTooLarge = Code{"MANIFEST_INVALID", http.StatusRequestEntityTooLarge, "manifest invalid"}
+	// CodeStorageFull is a read the registry cannot serve for want of disk space (507,
+	// so docker and containerd retry, or fall back to their next mirror); the spec
+	// has no code for it.
+	CodeStorageFull = Code{"UNKNOWN", http.StatusInsufficientStorage, "registry storage full"}
 )
 
 // Error is an API error: a code and what exactly went wrong.

@@ -109,9 +109,9 @@ func New(cfg Config, store *blobstore.Store, log *zap.Logger, scope tally.Scope)
 		cancel:    cancel,
 		transfers: map[digest.Digest]*active{},
 	}
-	e.storage = newCASStorage(store, log, e.m.blobCompleted, func(d digest.Digest, seen os.FileInfo) {
-		if err := e.Quarantine(d, seen); err != nil {
-			log.Error("quarantine corrupt blob", zap.Stringer("digest", d), zap.Error(err))
+	e.storage = newCASStorage(store, log, e.m.blobCompleted, func(ct *casTorrent, seen os.FileInfo) {
+		if err := e.quarantine(ct.d, ct, seen); err != nil {
+			log.Error("quarantine corrupt blob", zap.Stringer("digest", ct.d), zap.Error(err))
 		}
 	})
 	e.client, err = torrent.NewClient(e.clientConfig(rawID))
@@ -336,19 +336,6 @@ func (e *Engine) open(res metainfo.Result) (*active, error) {
 		// Every torrent the engine adds is in transfers until dropped.
 		return nil, fmt.Errorf("torrent %x already in the client", res.InfoHash)
 	}
-	// The library's default on a failed chunk write disables every download of the
-	// torrent. A chunk the storage refused because the HTTP pull completed its piece
-	// meanwhile is no failure: with the default, that one late chunk hung the pull
-	// (TestPullsSurviveAnOriginKilled, once in six CI runs). Other write errors keep
-	// the default.
-	t.SetOnWriteChunkError(func(err error) {
-		if errors.Is(err, errPieceComplete) {
-			e.log.Debug("late chunk of a complete piece dropped", zap.Stringer("digest", res.Digest), zap.Error(err))
-			return
-		}
-		e.log.Error("writing a chunk failed: downloads of this blob from peers stopped", zap.Stringer("digest", res.Digest), zap.Error(err))
-		t.DisallowDataDownload()
-	})
 	ct, err := e.storage.take(res.InfoHash)
 	if err != nil {
 		t.Drop()
@@ -357,7 +344,32 @@ func (e *Engine) open(res metainfo.Result) (*active, error) {
 	a := &active{d: res.Digest, ih: res.InfoHash, length: res.Size, t: t, ct: ct,
 		stop: make(chan struct{}), pokeCh: make(chan struct{}, 1), answered: make(chan struct{})}
 	a.originPeers.Store(true)
+	// The library's default on a failed chunk write disables every download of the
+	// torrent and keeps it: readers then wait forever, and with the disk full the
+	// client later panicked ("piece request order has {} and pending pieces has ...").
+	// A chunk the storage refused because the HTTP pull completed its piece meanwhile
+	// is no failure (with the default, that one late chunk hung a pull). Any other
+	// write error fails the transfer.
+	t.SetOnWriteChunkError(func(err error) {
+		if errors.Is(err, errPieceComplete) {
+			e.log.Debug("late chunk of a complete piece dropped", zap.Stringer("digest", res.Digest), zap.Error(err))
+			return
+		}
+		go e.fail(a, fmt.Errorf("p2p fetch %s: write a chunk: %w", res.Digest, err))
+	})
 	return a, nil
+}
+
+// fail ends a's transfer with err (a write to its partial file failed: a full or
+// broken disk): its readers get err at once, its torrent is dropped and its partial
+// file removed, so the space is free again and the next fetch starts afresh.
+func (e *Engine) fail(a *active, err error) {
+	if a.committed() {
+		return
+	}
+	e.log.Error("blob transfer failed", zap.Stringer("digest", a.d), zap.Error(err))
+	a.ct.finish(err, false)
+	e.remove(a)
 }
 
 // startPullLocked starts pulling a's pieces from the origins over HTTP, with the
@@ -532,8 +544,14 @@ func (s *originSet) has(addr interface{ String() string }) bool {
 // blobstore.Quarantine) into quarantine: its bytes do not match its metainfo. Readers
 // of the torrent fail; the next Fetch or Seed of d starts afresh from a new copy.
 func (e *Engine) Quarantine(d digest.Digest, seen os.FileInfo) error {
+	return e.quarantine(d, nil, seen)
+}
+
+// quarantine is Quarantine for the torrent whose storage is ct (any committed one
+// of d when ct is nil): a newer transfer of d, started on a fresh copy, is left alone.
+func (e *Engine) quarantine(d digest.Digest, ct *casTorrent, seen os.FileInfo) error {
 	e.mu.Lock()
-	if a, ok := e.transfers[d]; ok && a.committed() {
+	if a, ok := e.transfers[d]; ok && a.committed() && (ct == nil || a.ct == ct) {
 		e.removeLocked(a)
 	}
 	e.mu.Unlock()

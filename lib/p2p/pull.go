@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -29,6 +30,10 @@ const (
 	// loopback pull at ~330 MiB/s, four at ~390 (docs/BENCHMARKS.md).
 	soloPullWindow = 4
 )
+
+// errLocalWrite marks a pull that failed writing here, not reading from the origin:
+// retrying elsewhere cannot help.
+var errLocalWrite = errors.New("write to the partial file failed")
 
 // pickPull decides which piece an agent pulls from the origins next. The pieces are
 // shared out among the swarm's agents by rendezvous hashing of (peer id, piece): each
@@ -236,6 +241,10 @@ func (e *Engine) pullWorker(ctx context.Context, ps *pullState, open OriginRange
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errLocalWrite) {
+			e.fail(a, fmt.Errorf("p2p fetch %s: %w", a.d, err))
+			return
+		}
 		if !ps.release(i, err) {
 			return
 		}
@@ -265,7 +274,7 @@ func (e *Engine) pullPiece(ctx context.Context, a *active, open OriginRanges, i 
 			e.m.pulled(int64(m))
 			written, werr := ct.writeUnverified(buf[:m], off+done, i)
 			if werr != nil {
-				return fmt.Errorf("write piece %d: %w", i, werr)
+				return fmt.Errorf("write piece %d: %w: %w", i, errLocalWrite, werr)
 			}
 			if !written {
 				return nil // a peer completed it

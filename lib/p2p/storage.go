@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -28,9 +29,10 @@ type casStorage struct {
 	store     *blobstore.Store
 	log       *zap.Logger
 	committed func() // called after each successful commit
-	// corrupt is called (in its own goroutine) once a committed blob's piece is found
-	// not to match its hash; seen is the file's FileInfo.
-	corrupt func(d digest.Digest, seen os.FileInfo)
+	// corrupt is called once a committed blob's piece is found not to match its
+	// hash, before the read returns, and must drop the torrent; seen is the file's
+	// FileInfo.
+	corrupt func(ct *casTorrent, seen os.FileInfo)
 
 	mu   sync.Mutex
 	open map[tmeta.Hash]*casTorrent
@@ -39,7 +41,7 @@ type casStorage struct {
 
 var _ storage.ClientImpl = (*casStorage)(nil)
 
-func newCASStorage(store *blobstore.Store, log *zap.Logger, committed func(), corrupt func(digest.Digest, os.FileInfo)) *casStorage {
+func newCASStorage(store *blobstore.Store, log *zap.Logger, committed func(), corrupt func(*casTorrent, os.FileInfo)) *casStorage {
 	return &casStorage{
 		store:     store,
 		log:       log,
@@ -139,6 +141,7 @@ type casTorrent struct {
 	hashes      piececheck.Hashes
 	checked     []bool // guarded by mu
 	corruptOnce sync.Once
+	reading     sync.RWMutex // held for reading by each ReadAt in flight; close takes it
 
 	mu         sync.Mutex
 	changed    *sync.Cond // on mu: broadcast when a piece or the outcome changes
@@ -272,6 +275,8 @@ func (ct *casTorrent) commit() {
 func (ct *casTorrent) close() error {
 	ct.committing.Lock()
 	defer ct.committing.Unlock()
+	ct.reading.Lock()
+	defer ct.reading.Unlock()
 	ct.mu.Lock()
 	ct.closed = true
 	complete := ct.complete
@@ -293,16 +298,53 @@ type casPiece struct {
 
 var _ storage.PieceImpl = casPiece{}
 
+// ReadAt serves a piece to a peer. anacrolix/torrent v1.61 panics when a read for a
+// peer fails after the torrent was dropped (peerconn.go servePeerRequest leaves the
+// request queued), so a read never fails once the torrent is closed or being closed:
+// in-flight reads finish before close releases the file (reading), and later reads
+// and reads of a corrupt copy answer a zeroed buffer once the torrent is dropped:
+// its connections are closed by then, so those bytes are never sent.
 func (p casPiece) ReadAt(b []byte, off int64) (int, error) {
-	if err := p.ct.checkStored(p.index); err != nil {
-		return 0, err
+	ct := p.ct
+	ct.reading.RLock()
+	if ct.isClosed() {
+		ct.reading.RUnlock()
+		return droppedRead(b)
 	}
-	return p.ct.f.ReadAt(b, p.off+off)
+	err := ct.checkStored(p.index)
+	if err == nil {
+		n, err := ct.f.ReadAt(b, p.off+off)
+		ct.reading.RUnlock()
+		return n, err
+	}
+	ct.reading.RUnlock()
+	if !errors.Is(err, piececheck.ErrCorrupt) {
+		return 0, fmt.Errorf("p2p storage: %w", err)
+	}
+	// Quarantine drops the torrent before any read of this copy returns; concurrent
+	// readers of other corrupt pieces wait in the Once.
+	ct.corruptOnce.Do(func() {
+		ct.s.log.Error("stored blob corrupt: seeding stopped, blob quarantined", zap.Stringer("digest", ct.d), zap.Error(err))
+		if fi, serr := ct.f.Stat(); serr == nil && ct.s.corrupt != nil {
+			ct.s.corrupt(ct, fi)
+		}
+	})
+	return droppedRead(b)
 }
 
-// checkStored verifies piece i of a blob committed before it was opened, once. A
-// piece that does not match reports the blob corrupt and fails the read: the client
-// sends nothing of it.
+// droppedRead is what a read of a dropped torrent answers (see ReadAt): b, cleared.
+func droppedRead(b []byte) (int, error) {
+	clear(b)
+	return len(b), io.EOF
+}
+
+func (ct *casTorrent) isClosed() bool {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	return ct.closed
+}
+
+// checkStored verifies piece i of a blob committed before it was opened, once.
 func (ct *casTorrent) checkStored(i int) error {
 	ct.mu.Lock()
 	done := ct.checked == nil || ct.checked[i]
@@ -311,15 +353,7 @@ func (ct *casTorrent) checkStored(i int) error {
 		return nil
 	}
 	if err := ct.hashes.Check(ct.f, i); err != nil {
-		if errors.Is(err, piececheck.ErrCorrupt) {
-			ct.corruptOnce.Do(func() {
-				ct.s.log.Error("stored blob corrupt: seeding stopped, blob quarantined", zap.Stringer("digest", ct.d), zap.Error(err))
-				if fi, serr := ct.f.Stat(); serr == nil && ct.s.corrupt != nil {
-					go ct.s.corrupt(ct.d, fi)
-				}
-			})
-		}
-		return fmt.Errorf("p2p storage: %w", err)
+		return err
 	}
 	ct.mu.Lock()
 	ct.checked[i] = true
