@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/shoal-p2p/shoal/lib/eviction"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
@@ -13,6 +14,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/mirror"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/stall"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
 )
 
@@ -47,6 +49,10 @@ type Config struct {
 	// DirectBelow is the blob size under which a blob is fetched over HTTP from the
 	// origins instead of through a swarm, whose setup costs more than it saves.
 	DirectBelow int64 `yaml:"direct_below"`
+	// StallTimeout bounds how long a client waits on a blob fetch that makes no
+	// progress (no byte from any peer or origin): before the body starts it gets 503,
+	// during it a closed connection, so docker and containerd retry. 0 disables it.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 	// Eviction bounds the blob cache (TTI, TTL, watermarks of a byte budget); an
 	// evicted blob is fetched again through the swarm on its next pull.
 	Eviction eviction.Config `yaml:"eviction"`
@@ -84,13 +90,14 @@ func (c *Config) TrackerSet() memberset.Config {
 // DefaultConfig holds the values used for keys the file leaves out.
 func DefaultConfig() Config {
 	return Config{
-		Listen:      "127.0.0.1:16000",
-		DataDir:     "/var/lib/shoal/agent",
-		P2P:         p2p.Config{ListenPort: 16001},
-		Trackers:    trackerclient.DefaultSetConfig(),
-		Origins:     originset.DefaultConfig(),
-		DirectBelow: 1 << 20,
-		Mirror:      mirror.DefaultConfig(),
+		Listen:       "127.0.0.1:16000",
+		DataDir:      "/var/lib/shoal/agent",
+		P2P:          p2p.Config{ListenPort: 16001},
+		Trackers:     trackerclient.DefaultSetConfig(),
+		Origins:      originset.DefaultConfig(),
+		DirectBelow:  1 << 20,
+		StallTimeout: stall.DefaultTimeout,
+		Mirror:       mirror.DefaultConfig(),
 	}
 }
 
@@ -127,6 +134,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DirectBelow < 0 {
 		errs = append(errs, errors.New("direct_below: negative (set a size in bytes, e.g. 1048576)"))
+	}
+	if c.StallTimeout < 0 {
+		errs = append(errs, errors.New("stall_timeout: negative (set a duration, e.g. 30s, or 0 to wait forever)"))
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

@@ -25,6 +25,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/registry"
+	"github.com/shoal-p2p/shoal/lib/stall"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
 )
 
@@ -53,7 +54,7 @@ type Server struct {
 // the swarm and build-index.
 func NewServer(d ServerDeps, cfg Config, log *zap.Logger, scope tally.Scope) *Server {
 	blobs := &blobSource{store: d.Store, engine: d.Engine, trackers: d.Trackers, origins: d.Origins,
-		directBelow: cfg.DirectBelow, log: log, scope: scope}
+		directBelow: cfg.DirectBelow, stallTimeout: cfg.StallTimeout, log: log, scope: scope}
 	reg := registry.New(registry.Options{
 		Blobs:        blobs,
 		Tags:         registry.BuildIndexTags(d.BuildIndex),
@@ -140,8 +141,10 @@ type blobSource struct {
 	trackers    *trackerclient.Trackers
 	origins     *originset.Set
 	directBelow int64
-	log         *zap.Logger
-	scope       tally.Scope
+	// stallTimeout bounds a client's wait on a fetch that makes no progress.
+	stallTimeout time.Duration
+	log          *zap.Logger
+	scope        tally.Scope
 }
 
 var _ registry.Blobs = (*blobSource)(nil)
@@ -167,12 +170,48 @@ func (b *blobSource) Open(ctx context.Context, d digest.Digest) (io.ReadSeekClos
 		return f, size, nil
 	}
 	b.scope.Counter("cache_misses").Inc(1)
+	// Everything the client waits on from here is watched: stalled longer than
+	// stall_timeout, it fails (before the body: an error answer; during it: a
+	// closed connection), and docker or containerd retries.
+	ctx, watch := stall.New(ctx, b.stallTimeout)
+	watch.Busy()
+	r, size, err := b.open(ctx, d, watch)
+	watch.Idle()
+	if err != nil {
+		watch.Stop()
+		if errors.Is(context.Cause(ctx), stall.ErrStalled) {
+			b.scope.Counter("stalled").Inc(1)
+			return nil, 0, oci.NewError(oci.CodeStalled, fmt.Sprintf("%s: no progress for %s (stall_timeout): try again", d, b.stallTimeout), err)
+		}
+		return nil, 0, err
+	}
+	return &stalledCount{ReadSeekCloser: watch.Reader(ctx, r), stalled: b.scope.Counter("stalled")}, size, nil
+}
+
+// stalledCount counts a stream cut off by the stall timeout.
+type stalledCount struct {
+	io.ReadSeekCloser
+	stalled tally.Counter
+	counted bool
+}
+
+func (s *stalledCount) Read(p []byte) (int, error) {
+	n, err := s.ReadSeekCloser.Read(p)
+	if err != nil && !s.counted && errors.Is(err, stall.ErrStalled) {
+		s.counted = true
+		s.stalled.Inc(1)
+	}
+	return n, err
+}
+
+// open fetches d (not cached) under watch.
+func (b *blobSource) open(ctx context.Context, d digest.Digest, watch *stall.Watchdog) (io.ReadSeekCloser, int64, error) {
 	info, err := b.info(ctx, d)
 	if err != nil {
 		return nil, 0, err
 	}
 	if info.length < b.directBelow {
-		if err := b.fetchDirect(ctx, d); err != nil {
+		if err := b.fetchDirect(ctx, d, watch); err != nil {
 			return nil, 0, err
 		}
 		return b.openCached(d)
@@ -202,6 +241,7 @@ func (b *blobSource) Open(ctx context.Context, d digest.Digest) (io.ReadSeekClos
 		}
 		return nil, 0, fmt.Errorf("agent fetch %s: %w", d, err)
 	}
+	watch.SetProgress(t.LastProgress)
 	r := newHeadFirstReader(ctx, d, t, info.pieceLength, b.origins, b.log, b.scope.Counter("head_bytes"))
 	r.headEnd = sync.OnceFunc(func() { close(headDone) })
 	r.prefetch = head
@@ -224,7 +264,7 @@ func (b *blobSource) openCached(d digest.Digest) (io.ReadSeekCloser, int64, erro
 // fetchDirect downloads d over HTTP into the cache from the first of its origins (in
 // placement order) that serves it whole; Ingest verifies the digest, so a bad copy
 // moves on to the next origin too.
-func (b *blobSource) fetchDirect(ctx context.Context, d digest.Digest) error {
+func (b *blobSource) fetchDirect(ctx context.Context, d digest.Digest, watch *stall.Watchdog) error {
 	origins := b.origins.Owners(d)
 	if len(origins) == 0 {
 		return fmt.Errorf("agent fetch %s from origins: no origins known yet", d)
@@ -233,7 +273,7 @@ func (b *blobSource) fetchDirect(ctx context.Context, d digest.Digest) error {
 	for _, o := range origins {
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(o.Download(ctx, d, pw)) }()
-		_, err := b.store.Ingest(d, pr)
+		_, err := b.store.Ingest(d, watch.Progressing(pr))
 		pr.CloseWithError(err)
 		if err == nil {
 			b.scope.Counter("direct_fetches").Inc(1)

@@ -55,6 +55,9 @@ type cluster struct {
 	// originDown makes the origin's HTTP blob GETs fail with 503 (its P2P seeder is
 	// another matter).
 	originDown bool
+	// originHang, when not nil, makes the origin's HTTP blob GETs send nothing until
+	// it is closed (or the request ends).
+	originHang chan struct{}
 
 	tracker, buildIndex, origin *httptest.Server
 }
@@ -114,8 +117,15 @@ func newCluster(t *testing.T) *cluster {
 			c.hit("origin " + r.Method + " blob " + rg)
 		}
 		c.mu.Lock()
-		down := c.originDown
+		down, hang := c.originDown, c.originHang
 		c.mu.Unlock()
+		if hang != nil {
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		if down {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return

@@ -43,6 +43,9 @@ var (
 	// so docker and containerd retry, or fall back to their next mirror); the spec
 	// has no code for it.
 	CodeStorageFull = Code{"UNKNOWN", http.StatusInsufficientStorage, "registry storage full"}
+	// CodeStalled is a read whose source made no progress for the stall timeout
+	// before its body started (503: clients retry); the spec has no code for it.
+	CodeStalled = Code{"UNKNOWN", http.StatusServiceUnavailable, "transfer stalled"}
 )
 
 // Error is an API error: a code and what exactly went wrong.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	tmeta "github.com/anacrolix/torrent/metainfo"
@@ -142,6 +143,8 @@ type casTorrent struct {
 	checked     []bool // guarded by mu
 	corruptOnce sync.Once
 	reading     sync.RWMutex // held for reading by each ReadAt in flight; close takes it
+	// lastProgress is when bytes last arrived (unix nanoseconds; 0 if none yet).
+	lastProgress atomic.Int64
 
 	mu         sync.Mutex
 	changed    *sync.Cond // on mu: broadcast when a piece or the outcome changes
@@ -216,6 +219,7 @@ func (ct *casTorrent) writeUnverified(b []byte, off int64, i int) (written bool,
 		return false, nil
 	}
 	_, err = ct.f.WriteAt(b, off)
+	ct.progressed()
 	return err == nil, err
 }
 
@@ -369,8 +373,13 @@ func (p casPiece) WriteAt(b []byte, off int64) (int, error) {
 	if p.ct.pieceComplete(p.index) {
 		return 0, fmt.Errorf("p2p storage %s: write to piece %d: %w", p.ct.d, p.index, errPieceComplete)
 	}
-	return p.ct.f.WriteAt(b, p.off+off)
+	n, err := p.ct.f.WriteAt(b, p.off+off)
+	p.ct.progressed()
+	return n, err
 }
+
+// progressed records that bytes of the blob arrived (see Transfer.LastProgress).
+func (ct *casTorrent) progressed() { ct.lastProgress.Store(time.Now().UnixNano()) }
 
 // MarkComplete is called by the client, without its lock, once the piece's SHA-1 is
 // verified. Completing the last piece commits the blob before returning.

@@ -105,6 +105,19 @@ func (t *Transfer) Length() int64 { return t.a.length }
 // (see Err).
 func (t *Transfer) Done() <-chan struct{} { return t.a.ct.done }
 
+// LastProgress is when bytes of the blob last arrived, from a peer or an origin
+// (zero if none yet): a reader waiting on a piece that arrives chunk by chunk is
+// waiting on a transfer that works.
+func (t *Transfer) LastProgress() time.Time {
+	if t.a.ct == nil {
+		return time.Time{}
+	}
+	if ns := t.a.ct.lastProgress.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
 // Err returns nil until Done is closed; then nil if the blob was committed, else why
 // not: an error wrapping blobstore.ErrDigestMismatch if the pieces did not hash to the
 // digest, or ErrStopped.
