@@ -23,7 +23,7 @@ type Server struct {
 // NewServer wires the registry over the origin set and the build-index client, under
 // limits.
 func NewServer(limits registry.Limits, origins *originset.Set, buildIndex *buildindexclient.Client, log *zap.Logger, scope tally.Scope) *Server {
-	store := registry.NewClusterStore(origins)
+	store := registry.NewClusterStore(origins, limits.StallTimeout)
 	reg := registry.New(registry.Options{
 		Blobs:   store,
 		Tags:    registry.BuildIndexTags(buildIndex),

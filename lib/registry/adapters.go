@@ -9,12 +9,15 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
+	"github.com/shoal-p2p/shoal/lib/oci"
 	"github.com/shoal-p2p/shoal/lib/originclient"
 	"github.com/shoal-p2p/shoal/lib/originset"
+	"github.com/shoal-p2p/shoal/lib/stall"
 )
 
 // ClusterStore serves Blobs and Uploads from a cluster of origins: the proxy's storage.
@@ -26,10 +29,19 @@ import (
 // registry's upload id is that origin's base URL (base64url) + "." + the origin's own
 // id, so every later request of the session reaches it. The committing origin
 // replicates the blob to its owners.
-type ClusterStore struct{ origins *originset.Set }
+//
+// A read that sees no byte from its origin for stallTimeout fails (lib/stall): before
+// the body with CodeStalled (503), during it as a cut-off body, so the client retries.
+type ClusterStore struct {
+	origins      *originset.Set
+	stallTimeout time.Duration
+}
 
-// NewClusterStore adapts an origin set to the registry's seams.
-func NewClusterStore(origins *originset.Set) *ClusterStore { return &ClusterStore{origins: origins} }
+// NewClusterStore adapts an origin set to the registry's seams; stallTimeout <= 0
+// waits on a stalled origin forever.
+func NewClusterStore(origins *originset.Set, stallTimeout time.Duration) *ClusterStore {
+	return &ClusterStore{origins: origins, stallTimeout: stallTimeout}
+}
 
 var (
 	_ Blobs   = (*ClusterStore)(nil)
@@ -58,11 +70,21 @@ func (o *ClusterStore) Open(ctx context.Context, d digest.Digest) (io.ReadSeekCl
 		rc   io.ReadSeekCloser
 		size int64
 	)
+	ctx, watch := stall.New(ctx, o.stallTimeout)
+	watch.Busy()
 	err := o.read(ctx, d, func(c *originclient.Client) (err error) {
 		rc, size, err = c.Open(ctx, d)
 		return err
 	})
-	return rc, size, err
+	watch.Idle()
+	if err != nil {
+		watch.Stop()
+		if errors.Is(context.Cause(ctx), stall.ErrStalled) {
+			return nil, 0, oci.NewError(oci.CodeStalled, fmt.Sprintf("%s: no answer from its origins for %s (stall_timeout): try again", d, o.stallTimeout), err)
+		}
+		return nil, 0, err
+	}
+	return watch.Reader(ctx, rc), size, nil
 }
 
 // read calls try on d's origins in order until one succeeds; see Stat for the result

@@ -138,7 +138,7 @@ func newCluster(t *testing.T, n int) ([]*fakeOrigin, *originset.Set, *ClusterSto
 	if err != nil {
 		t.Fatal(err)
 	}
-	return origins, set, NewClusterStore(set)
+	return origins, set, NewClusterStore(set, 0)
 }
 
 func put(t *testing.T, mem *Memory, data string) digest.Digest {

@@ -178,7 +178,7 @@ func FuzzUploadSession(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	store := NewClusterStore(set)
+	store := NewClusterStore(set, 0)
 	f.Fuzz(func(t *testing.T, id string) {
 		c, oid, err := store.session(id)
 		if err != nil {

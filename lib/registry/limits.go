@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shoal-p2p/shoal/lib/oci"
+	"github.com/shoal-p2p/shoal/lib/stall"
 )
 
 // Limits bound what one request, and one client, can make the registry hold (the
@@ -31,6 +32,10 @@ type Limits struct {
 	// origins remove such a session after their upload_ttl, so keep the two equal.
 	// Default 1h.
 	UploadTTL time.Duration `yaml:"upload_ttl"`
+	// StallTimeout bounds how long a blob read waits on origins that send nothing:
+	// before the body 503, during it a cut-off body, so the client retries. 0 waits
+	// forever. Default 30s (stall.DefaultTimeout).
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 // DefaultLimits are the limits for the keys a config leaves out.
@@ -41,6 +46,7 @@ func DefaultLimits() Limits {
 		MaxUploadsPerClient: 100,
 		MaxUploads:          1000,
 		UploadTTL:           time.Hour,
+		StallTimeout:        stall.DefaultTimeout,
 	}
 }
 
@@ -61,6 +67,9 @@ func (l *Limits) Validate() error {
 	if l.MaxUploads < l.MaxUploadsPerClient {
 		errs = append(errs, fmt.Errorf("max_uploads: %d is below max_uploads_per_client %d (use e.g. 1000)",
 			l.MaxUploads, l.MaxUploadsPerClient))
+	}
+	if l.StallTimeout < 0 {
+		errs = append(errs, fmt.Errorf("stall_timeout: %s is negative (use e.g. 30s, or 0 to wait forever)", l.StallTimeout))
 	}
 	if l.UploadTTL <= 0 {
 		errs = append(errs, fmt.Errorf("upload_ttl: %s is not positive (use the origins' upload_ttl, e.g. 1h)", l.UploadTTL))
