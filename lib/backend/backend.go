@@ -32,6 +32,8 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/shoal-p2p/shoal/lib/oci"
 )
 
 // ErrNotFound is returned (wrapped) when the named object does not exist.
@@ -138,7 +140,9 @@ func TagsPrefix(repo string) string {
 
 // ParseTagName is the inverse of TagName: it reports whether name is a tag's current
 // link and, if so, its repo and tag. Other objects under RepositoriesPrefix (layer
-// links, tag history, upload state a registry keeps) are not tags.
+// links, tag history, upload state a registry keeps) are not tags, and neither is a
+// name whose repo or tag is not valid (a backend written by another tool may hold
+// "../" or upper case): callers use them in paths and URLs.
 func ParseTagName(name string) (repo, tag string, ok bool) {
 	rest, ok := strings.CutPrefix(name, RepositoriesPrefix)
 	if !ok {
@@ -153,7 +157,7 @@ func ParseTagName(name string) (repo, tag string, ok bool) {
 		return "", "", false
 	}
 	repo, tag = rest[:i], rest[i+len("/_manifests/tags/"):]
-	if tag == "" || strings.Contains(tag, "/") {
+	if !oci.ValidName(repo) || !oci.ValidTag(tag) {
 		return "", "", false
 	}
 	return repo, tag, true

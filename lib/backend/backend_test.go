@@ -53,6 +53,10 @@ func TestParseTagName(t *testing.T) {
 		{RepositoriesPrefix + "_manifests/tags/latest/current/link", "", "", false},
 		{RepositoriesPrefix + "busybox/_manifests/tags//current/link", "", "", false},
 		{"docker/registry/v2/blobs/sha256/ab/abcd/data", "", "", false},
+		{RepositoriesPrefix + "../_manifests/tags/latest/current/link", "", "", false},
+		{RepositoriesPrefix + "a/../../b/_manifests/tags/latest/current/link", "", "", false},
+		{RepositoriesPrefix + "busybox/_manifests/tags/../current/link", "", "", false},
+		{RepositoriesPrefix + "BusyBox/_manifests/tags/latest/current/link", "", "", false},
 	} {
 		repo, tag, ok := ParseTagName(tc.name)
 		if repo != tc.repo || tag != tc.tag || ok != tc.ok {
