@@ -29,6 +29,8 @@ type Config struct {
 	Log logging.Config `yaml:"log"`
 	// Debug turns on diagnostics served on the listen address (pprof).
 	Debug httpserver.Debug `yaml:"debug"`
+	// HTTP bounds how long and how much a client may take to send a request.
+	HTTP httpserver.Config `yaml:"http"`
 	// P2P is the BitTorrent engine blobs are fetched and seeded through.
 	P2P p2p.Config `yaml:"p2p"`
 	// Tracker is the base URL of a single tracker: shorthand for trackers.static with
@@ -90,6 +92,7 @@ func (c *Config) TrackerSet() memberset.Config {
 // DefaultConfig holds the values used for keys the file leaves out.
 func DefaultConfig() Config {
 	return Config{
+		HTTP:         httpserver.DefaultConfig(),
 		Listen:       "127.0.0.1:16000",
 		DataDir:      "/var/lib/shoal/agent",
 		P2P:          p2p.Config{ListenPort: 16001},
@@ -137,6 +140,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StallTimeout < 0 {
 		errs = append(errs, errors.New("stall_timeout: negative (set a duration, e.g. 30s, or 0 to wait forever)"))
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

@@ -79,7 +79,7 @@ func run(args []string) error {
 		}
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
-			return httpserver.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
 		})
 		g.Go(func() error { return origins.Run(ctx) })
 		g.Go(func() error { return trackers.Run(ctx) })

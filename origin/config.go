@@ -23,6 +23,8 @@ type Config struct {
 	Log logging.Config `yaml:"log"`
 	// Debug turns on diagnostics served on the listen address (pprof).
 	Debug httpserver.Debug `yaml:"debug"`
+	// HTTP bounds how long and how much a client may take to send a request.
+	HTTP httpserver.Config `yaml:"http"`
 	// P2P is the BitTorrent engine the origin seeds every blob it holds through.
 	P2P p2p.Config `yaml:"p2p"`
 	// Backend is where committed blobs are written back and misses are fetched from.
@@ -51,6 +53,7 @@ func (c *Config) clustered() bool { return len(c.Cluster.Static) > 0 || c.Cluste
 // DefaultConfig holds the values used for keys the file leaves out.
 func DefaultConfig() Config {
 	return Config{
+		HTTP:      httpserver.DefaultConfig(),
 		Listen:    "0.0.0.0:15200",
 		DataDir:   "/var/lib/shoal/origin",
 		P2P:       p2p.Config{ListenPort: 15201},
@@ -67,6 +70,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: empty (set data_dir: /var/lib/shoal/origin or pass --data-dir)"))
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

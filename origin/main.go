@@ -71,7 +71,7 @@ func run(args []string) error {
 		g.Go(func() error { return evictor.Run(ctx) })
 		g.Go(func() error { return expireUploads(ctx, store, cfg.UploadTTL, log, reg.Scope) })
 		g.Go(func() error {
-			return httpserver.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
 		})
 		return g.Wait()
 	})

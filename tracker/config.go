@@ -18,6 +18,8 @@ type Config struct {
 	Log logging.Config `yaml:"log"`
 	// Debug turns on diagnostics served on the listen address (pprof).
 	Debug httpserver.Debug `yaml:"debug"`
+	// HTTP bounds how long and how much a client may take to send a request.
+	HTTP httpserver.Config `yaml:"http"`
 	// Origins is the origin cluster. Metainfo is asked of a blob's origins in its
 	// placement order (owners first); the one that answers starts seeding the blob and
 	// is handed out to its swarm.
@@ -43,6 +45,7 @@ const maxMaxPeers = 1000
 // DefaultConfig holds the values used for keys the file leaves out.
 func DefaultConfig() Config {
 	return Config{
+		HTTP:             httpserver.DefaultConfig(),
 		Listen:           "0.0.0.0:15300",
 		Origins:          originset.DefaultConfig(),
 		AnnounceInterval: 3 * time.Second,
@@ -57,6 +60,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: empty (set listen: 0.0.0.0:15300 or pass --listen)"))
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

@@ -68,3 +68,15 @@ func TestUnknownKeyRejected(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestHTTPKeyValidated: a bad http value is refused naming its key.
+func TestHTTPKeyValidated(t *testing.T) {
+	cfg, err := loadConfig([]string{"--config", "../config/tracker.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTP.BodyIdleTimeout = -1
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "http: body_idle_timeout:") {
+		t.Fatalf("Validate = %v, want it to name http: body_idle_timeout", err)
+	}
+}

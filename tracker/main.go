@@ -60,7 +60,7 @@ func run(args []string) error {
 		srv := NewServer(cfg, origins, store, log, reg.Scope)
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
-			return httpserver.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
 		})
 		g.Go(func() error { return srv.ExpireLoop(ctx, cfg.PeerTTL) })
 		g.Go(func() error { return origins.Run(ctx) })
