@@ -173,6 +173,7 @@ CHART_BAD := \
 	"--set upstreams[0].host=up:5000 --set upstreams[0].url=http://up:5000" \
 	"--set upstreams[0].host=a.io --set upstreams[0].url=https://a.io --set upstreams[1].host=A.IO --set upstreams[1].url=https://b.io" \
 	"--set proxy.port=70000" \
+	"--set tracker.maxPeers=5000" \
 	"--set origin.replcas=3"
 
 ## chart-lint: helm lint and helm template of charts/shoal (defaults and --set variants),
