@@ -46,6 +46,9 @@ var (
 	// CodeStalled is a read whose source made no progress for the stall timeout
 	// before its body started (503: clients retry); the spec has no code for it.
 	CodeStalled = Code{"UNKNOWN", http.StatusServiceUnavailable, "transfer stalled"}
+	// CodeUnavailable is a request a component the registry needs did not answer
+	// (503: clients retry); the spec has no code for it.
+	CodeUnavailable = Code{"UNKNOWN", http.StatusServiceUnavailable, "service unavailable"}
 )
 
 // Error is an API error: a code and what exactly went wrong.

@@ -227,9 +227,15 @@ func (b buildIndexTags) Repositories(ctx context.Context) ([]string, error) {
 	return repos, fromBuildIndex(err)
 }
 
+// fromBuildIndex maps the build-index client's errors to the seam's: a miss is
+// ErrNotFound, any other failure ErrUnavailable (the registry checked the names it
+// sends, so the build-index refusing one is not the client's fault either).
 func fromBuildIndex(err error) error {
-	if errors.Is(err, buildindexclient.ErrNotFound) {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, buildindexclient.ErrNotFound):
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
-	return err
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }

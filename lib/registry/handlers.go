@@ -110,6 +110,9 @@ func unsupported(r *http.Request) error {
 	return oci.NewError(oci.CodeUnsupported, r.Method+" is not supported on "+quote(r.URL.Path), nil)
 }
 
+// unavailableHint ends the detail of an ErrUnavailable answer.
+const unavailableHint = "the tag store (build-index) did not answer; try again"
+
 // seamError maps a seam's sentinel to its OCI code; notFound is the code a miss gets
 // on this route. Anything else stays an internal error.
 func seamError(err error, notFound oci.Code, detail string) error {
@@ -122,6 +125,8 @@ func seamError(err error, notFound oci.Code, detail string) error {
 		return oci.NewError(oci.CodeBlobUploadUnknown, detail, err)
 	case errors.Is(err, ErrOffsetMismatch):
 		return oci.NewError(oci.CodeRangeInvalid, detail, err)
+	case errors.Is(err, ErrUnavailable):
+		return oci.NewError(oci.CodeUnavailable, detail+": "+unavailableHint, err)
 	}
 	return fmt.Errorf("%s: %w", detail, err)
 }
@@ -284,7 +289,7 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt route)
 	}
 	if ref.Tag != "" {
 		if err := g.opts.Tags.Put(ctx, rt.name, ref.Tag, d); err != nil {
-			return fmt.Errorf("tag %s:%s: %w", rt.name, ref.Tag, err)
+			return seamError(err, oci.CodeNameUnknown, "tag "+rt.name+":"+ref.Tag+" not written (the manifest is stored)")
 		}
 	}
 	h := w.Header()

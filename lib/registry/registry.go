@@ -23,6 +23,9 @@ var (
 	ErrDigestMismatch = errors.New("registry: digest mismatch")
 	ErrUploadUnknown  = errors.New("registry: upload unknown")
 	ErrOffsetMismatch = errors.New("registry: upload offset mismatch")
+	// ErrUnavailable is a store that did not answer (the build-index down): 503, so
+	// the client retries, rather than an unexplained 500.
+	ErrUnavailable = errors.New("registry: store unavailable")
 )
 
 // Blobs reads content by digest. Implementations must be safe for concurrent use.
