@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -204,6 +205,12 @@ func (s *stalledCount) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// diskFull is the answer to a fetch of d (size bytes) that found no room in data_dir.
+func (b *blobSource) diskFull(d digest.Digest, size int64, err error) error {
+	b.scope.Counter("disk_full").Inc(1)
+	return oci.NewError(oci.CodeStorageFull, fmt.Sprintf("the agent's data_dir has no room for %s (%d bytes): free disk space there, or lower eviction's watermarks", d, size), err)
+}
+
 // open fetches d (not cached) under watch.
 func (b *blobSource) open(ctx context.Context, d digest.Digest, watch *stall.Watchdog) (io.ReadSeekCloser, int64, error) {
 	info, err := b.info(ctx, d)
@@ -212,6 +219,9 @@ func (b *blobSource) open(ctx context.Context, d digest.Digest, watch *stall.Wat
 	}
 	if info.length < b.directBelow {
 		if err := b.fetchDirect(ctx, d, watch); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return nil, 0, b.diskFull(d, info.length, err)
+			}
 			return nil, 0, err
 		}
 		return b.openCached(d)
@@ -235,9 +245,8 @@ func (b *blobSource) open(ctx context.Context, d digest.Digest, watch *stall.Wat
 	t, err := b.engine.Fetch(ctx, d, info.raw, b.trackers, pull)
 	if err != nil {
 		head.drop()
-		if errors.Is(err, blobstore.ErrNoSpace) {
-			b.scope.Counter("disk_full").Inc(1)
-			return nil, 0, oci.NewError(oci.CodeStorageFull, fmt.Sprintf("the agent's data_dir has no room for %s (%d bytes): free disk space there, or lower eviction's watermarks", d, info.length), err)
+		if errors.Is(err, blobstore.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) {
+			return nil, 0, b.diskFull(d, info.length, err)
 		}
 		return nil, 0, fmt.Errorf("agent fetch %s: %w", d, err)
 	}
@@ -279,7 +288,8 @@ func (b *blobSource) fetchDirect(ctx context.Context, d digest.Digest, watch *st
 			b.scope.Counter("direct_fetches").Inc(1)
 			return nil
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, syscall.ENOSPC) {
+			// Given up, or the local disk is full: no origin's fault, none would do better.
 			return fmt.Errorf("agent fetch %s from origin: %w", d, err)
 		}
 		if !errors.Is(err, originclient.ErrNotFound) {

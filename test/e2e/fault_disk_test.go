@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -49,9 +50,9 @@ func TestFaultAgentDiskFull(t *testing.T) {
 	}
 
 	repo := "e2e/fault-disk"
-	tool(t, "crane", "append", "--insecure", "-f", randomLayerTar(t, 56<<20), "-f", randomLayerTar(t, 8<<20), "-t", proxyRef(repo+":v1"))
+	tool(t, "crane", "append", "--insecure", "-f", randomLayerTar(t, 56<<20), "-f", randomLayerTar(t, 8<<20), "-f", randomLayerTar(t, 600<<10), "-t", proxyRef(repo+":v1"))
 	m := parseManifest(t, tool(t, "crane", "manifest", "--insecure", proxyRef(repo+":v1")))
-	big, small := m.Layers[0].Digest, m.Layers[1].Digest
+	big, small, tiny := m.Layers[0].Digest, m.Layers[1].Digest, m.Layers[2].Digest
 
 	status, _, body := httpDo(t, "GET", "http://"+a.Registry+"/v2/"+repo+"/blobs/"+big, nil, nil)
 	if status != 507 || !strings.Contains(string(body), "storage full") || !strings.Contains(string(body), "data_dir") {
@@ -66,6 +67,24 @@ func TestFaultAgentDiskFull(t *testing.T) {
 	out, err := toolErr("crane", "blob", "--insecure", a.Registry+"/"+repo+"@"+small)
 	if err != nil || "sha256:"+sha256Hex([]byte(out)) != small {
 		t.Errorf("pull of a layer that fits: %v", err)
+	}
+
+	// A blob under direct_below (fetched whole over HTTP) on a disk with 64 KiB left:
+	// 507 too, and no origin is blamed for it.
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, int64(st.Bavail)*int64(st.Bsize)-64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	status, _, body = httpDo(t, "GET", "http://"+a.Registry+"/v2/"+repo+"/blobs/"+tiny, nil, nil)
+	if status != 507 || !strings.Contains(string(body), "data_dir") {
+		t.Errorf("direct pull of a small blob on a full disk: %d %.300s; want 507 naming data_dir", status, body)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
 	}
 
 	// Space returns: the big layer pulls whole, without restarting the agent.
