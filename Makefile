@@ -6,7 +6,7 @@ TOOLS    := $(CURDIR)/.tools/bin
 export CGO_ENABLED := 0
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all build test unit e2e e2e-backends e2e-containerd e2e-kubernetes kube-tools integration tools devcluster demo lint clean images bench bench-smoke fuzz
+.PHONY: all build test unit e2e e2e-backends e2e-containerd e2e-kubernetes kube-tools integration tools devcluster demo lint clean images bench bench-smoke bench-partition fuzz
 
 all: build
 
@@ -18,8 +18,9 @@ build:
 	done
 
 ## test: lint, unit tests, integration tests against real servers, the end-to-end suite, the
-## demo, and a small swarm benchmark on network namespaces (correctness only, results not kept)
-test: lint chart-lint unit integration e2e e2e-backends e2e-containerd e2e-kubernetes demo bench-smoke
+## demo, a small swarm benchmark on network namespaces and its partition fault scenario
+## (correctness only, results not kept)
+test: lint chart-lint unit integration e2e e2e-backends e2e-containerd e2e-kubernetes demo bench-smoke bench-partition
 
 ## unit: go test ./... (fast, in-process)
 unit:
@@ -100,7 +101,7 @@ lint:
 
 # BENCH_OUT: where bench writes its results section (empty: stdout only)
 BENCH_OUT ?= docs/BENCHMARKS.md
-# bench-smoke runs in make test: stdout only unless asked
+# bench-smoke and bench-partition run in make test: stdout only unless asked
 BENCH_SMOKE_OUT ?=
 
 ## bench: the default swarm benchmark (needs root): 10 agents, 1 origin, 100 Mbit/s per host,
@@ -112,6 +113,13 @@ bench: build
 ## completion only, never timings
 bench-smoke: build
 	$(GO) run ./test/bench -agents 3 -origins 1 -rate 100 -blob-size 16MiB -out "$(BENCH_SMOKE_OUT)"
+
+## bench-partition: the same harness with a fault (4 agents, 16 MiB): agents 1-2 and 3-4 can't
+## reach each other while all pull a blob (both sides from the origins and their own side),
+## then the cut heals and all pull a second blob; fails if a pull or digest is wrong, if any
+## byte crossed the cut, or if no BitTorrent traffic crosses after the heal; never timings
+bench-partition: build
+	$(GO) run ./test/bench -agents 4 -origins 1 -rate 100 -blob-size 16MiB -partition -http-baseline=false -out "$(BENCH_SMOKE_OUT)"
 
 ## bench-tracker: load-test bin/shoal-tracker pinned to one core (taskset -c 0; the load
 ## generator on core 1): 15,000 agents announcing over keep-alive connections, closed loop

@@ -9,6 +9,10 @@
 // would). Then, as the no-P2P baseline, every agent host fetches the blob straight from
 // the origin over HTTP, again all at once. Needs root.
 //
+// -partition (`make bench-partition`, partition.go) is the fault scenario: the first
+// pull runs with the agents cut into two groups that still reach the origins, then the
+// cut heals and every agent pulls a second blob.
+//
 //	go run ./test/bench -agents 10 -blob-size 256MiB -rate 100 -origins 1 -out docs/BENCHMARKS.md
 package main
 
@@ -67,6 +71,7 @@ type options struct {
 	keep         bool
 	cleanupOnly  bool
 	stagger      bool
+	partition    bool
 	args         []string
 }
 
@@ -88,6 +93,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.httpBaseline, "http-baseline", true, "also measure every agent host fetching the blob straight from the origin over HTTP")
 	fs.BoolVar(&o.keep, "keep", false, "keep the stores in the state folder (logs and configs are always kept)")
 	fs.BoolVar(&o.stagger, "stagger", false, "diagnostic: agent i reads the blob from offset (i-1)/N of it (piece-aligned) to the end, then the head, so the agents' streaming readers want different pieces first")
+	fs.BoolVar(&o.partition, "partition", false, "fault scenario: the first half of the agents and the rest can't reach each other (origins and tracker still can) while every agent pulls the blob; then the cut heals and every agent pulls a second blob (see partition.go)")
 	fs.BoolVar(&o.cleanupOnly, "cleanup", false, "only remove what an earlier run left (namespaces, bridge, firewall rule) and exit")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -103,6 +109,8 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("-origins %d: use 1-%d", o.origins, maxOrigin)
 	case o.rate < 0:
 		return o, fmt.Errorf("-rate %g: negative", o.rate)
+	case o.partition && o.agents < 2:
+		return o, fmt.Errorf("-partition needs at least 2 agents, one on each side")
 	case o.blobSize < 1<<20:
 		return o, fmt.Errorf("-blob-size %d: use at least 1MiB, smaller blobs bypass P2P (agent direct_below)", o.blobSize)
 	}
@@ -264,37 +272,26 @@ func run(args []string) (err error) {
 		return err
 	}
 
-	// Seed the blob into its owners, before the links are limited.
+	// Seed the blob (and, for -partition, the one pulled after the heal) into its
+	// owners, before the links are limited.
 	t0 = time.Now()
-	blobPath := filepath.Join(o.state, "blob")
-	dgst, err := writeRandomBlob(blobPath, o.blobSize)
-	if err != nil {
-		return err
-	}
-	r.digest = dgst
-	replicas := o.replicas
-	if replicas == 0 {
-		replicas = originset.DefaultConfig().Replicas
-	}
-	owners := hashring.Owners(dgst.String(), originURLs, replicas)
-	for _, u := range owners {
-		if err := upload(ctx, u, blobPath, dgst); err != nil {
-			return err
-		}
-	}
 	r.from = make([]int64, o.agents)
-	r.want = make([]string, o.agents)
-	for i := range o.agents {
-		if o.stagger {
-			pieces := (o.blobSize + r.pieceLength - 1) / r.pieceLength
+	if o.stagger {
+		pieces := (o.blobSize + r.pieceLength - 1) / r.pieceLength
+		for i := range o.agents {
 			r.from[i] = int64(i) * pieces / int64(o.agents) * r.pieceLength
 		}
-		if r.want[i], err = partSums(blobPath, r.from[i]); err != nil {
+	}
+	if r.digest, r.want, err = seed(ctx, o, originURLs, filepath.Join(o.state, "blob"), r.from); err != nil {
+		return err
+	}
+	if o.partition {
+		r.part = &partitionResult{}
+		if r.part.digest, r.part.want, err = seed(ctx, o, originURLs, filepath.Join(o.state, "blob"), r.from); err != nil {
 			return err
 		}
 	}
-	os.Remove(blobPath)
-	logf("seeded %s (%s) into %v in %s", dgst, sizeStr(o.blobSize), owners, time.Since(t0).Round(time.Millisecond))
+	logf("seeded in %s", time.Since(t0).Round(time.Millisecond))
 
 	if err := tb.limit(o.rate, o.rate); err != nil {
 		return err
@@ -303,13 +300,32 @@ func run(args []string) (err error) {
 		logf("every host limited to %g Mbit/s up and down (tbf)", o.rate)
 	}
 
+	// -partition: cut the agents in two before they pull.
+	var part *partition
+	if o.partition {
+		part = newPartition(agentHosts, logf)
+		if err := part.installCounters(); err != nil {
+			return err
+		}
+		if err := part.cut(); err != nil {
+			return err
+		}
+		if err := part.checkCut(ctx, base.Tracker, originURLs); err != nil {
+			return err
+		}
+		for _, h := range agentHosts {
+			r.part.groups = append(r.part.groups, part.group(h))
+		}
+		logf("partition: agents %s | %s can't reach each other; both still reach the origins and the tracker", hostNames(part.a), hostNames(part.b))
+	}
+
 	// P2P: every agent's registry at once, the client on the agent's host.
 	agents := procsOf(procs, "agent")
 	origins := procsOf(procs, "origin")
 	cpu0 := map[string]float64{"": cpuOf(procs, ""), "agent": cpuOf(procs, "agent"), "origin": cpuOf(procs, "origin")}
 	urls := make([]string, len(agentHosts))
 	for i := range agentHosts {
-		urls[i] = fmt.Sprintf("http://127.0.0.1:%d/v2/bench/blob/blobs/%s", agentPort, dgst)
+		urls[i] = blobURL(r.digest)
 	}
 	logf("P2P: %d agents GET the blob from their registries at once", o.agents)
 	r.p2p, err = fetchAll(ctx, agentHosts, urls, r.from, procs, o.timeout(o.agents))
@@ -324,47 +340,25 @@ func run(args []string) (err error) {
 	}
 	// Counters are sampled every second by the engine and reported every second.
 	time.Sleep(2500 * time.Millisecond)
-	for _, p := range origins {
-		v, err := scrape(ctx, p.httpURL+"/metrics", "shoal_origin_p2p_bytes_uploaded")
-		if err != nil {
-			logf("origin bytes: %v", err)
-			r.originBytes = -1
-			break
-		}
-		r.originBytes += int64(v)
-	}
-	r.agentBytes = make([]agentBytes, len(agents))
-	for i, p := range agents {
-		ab := &r.agentBytes[i]
-		for _, m := range []struct {
-			dst          *int64
-			name, labels string
-		}{
-			{&ab.fromOrigins, "shoal_agent_p2p_bytes_downloaded", `source="origin"`},
-			{&ab.pulled, "shoal_agent_p2p_bytes_downloaded", `source="origin_http"`},
-			{&ab.fromPeers, "shoal_agent_p2p_bytes_downloaded", `source="peer"`},
-			{&ab.uploaded, "shoal_agent_p2p_bytes_uploaded", ""},
-			{&ab.redundant, "shoal_agent_p2p_bytes_redundant", ""},
-			{&ab.peers, "shoal_agent_p2p_peer_connections", ""},
-			{&ab.head, "shoal_agent_head_bytes", ""},
-		} {
-			v, err := scrape(ctx, p.httpURL+"/metrics", m.name, m.labels)
-			if err != nil {
-				logf("%s: %v", p.name, err)
-				v = -1
-			}
-			*m.dst = int64(v)
-		}
+	r.originBytes = scrapeOrigins(ctx, origins)
+	r.agentBytes = scrapeAgents(ctx, agents)
+	for _, ab := range r.agentBytes {
 		r.agentFromOrigins += max(ab.fromOrigins, 0)
 		r.headBytes += max(ab.head, 0)
 		r.pulledBytes += max(ab.pulled, 0)
 	}
 	logf("P2P done: all %d agents in %s", o.agents, r.p2p.all().Round(time.Millisecond))
 
+	if part != nil {
+		if err := healAndPull(ctx, o, r, part, agentHosts, procs); err != nil {
+			return err
+		}
+	}
+
 	// Baseline: every agent host straight from the origin over HTTP, at once.
 	if o.httpBaseline {
 		for i := range agentHosts {
-			urls[i] = fmt.Sprintf("%s/blobs/%s", originURLs[i%len(originURLs)], dgst)
+			urls[i] = fmt.Sprintf("%s/blobs/%s", originURLs[i%len(originURLs)], r.digest)
 		}
 		logf("HTTP baseline: %d agent hosts GET the blob from the origin at once", o.agents)
 		c0 := cpuOf(procs, "origin")
@@ -411,15 +405,86 @@ func procsOf(ps []*proc, role string) []*proc {
 // checkCrossHost proves hosts reach each other through the bridge (a firewall on
 // bridged traffic would silently make every peer unreachable).
 func checkCrossHost(ctx context.Context, from host, trackerURL string) error {
-	w, err := spawnFetch(ctx, from.ns, trackerURL+"/health", 0, time.Now(), 5*time.Second)
-	if err != nil {
-		return err
-	}
-	<-w.done
-	if w.res.Err != "" {
-		return fmt.Errorf("host %s can't reach the tracker through bridge %s (is bridged traffic filtered? check iptables FORWARD): %s", from.name, bridge, w.res.Err)
+	if err := reach(ctx, from, trackerURL+"/health"); err != nil {
+		return fmt.Errorf("host %s can't reach the tracker through bridge %s (is bridged traffic filtered? check iptables FORWARD): %w", from.name, bridge, err)
 	}
 	return nil
+}
+
+// blobURL is where a client on an agent's host asks its agent for blob d.
+func blobURL(d digest.Digest) string {
+	return fmt.Sprintf("http://127.0.0.1:%d/v2/bench/blob/blobs/%s", agentPort, d)
+}
+
+// seed writes a random blob to path, uploads it into the origins that own it, as the
+// proxy would, and returns its digest and, per agent, the sums its read from offset
+// from[i] must report; path is removed.
+func seed(ctx context.Context, o options, originURLs []string, path string, from []int64) (digest.Digest, []string, error) {
+	defer os.Remove(path)
+	dgst, err := writeRandomBlob(path, o.blobSize)
+	if err != nil {
+		return "", nil, fmt.Errorf("seed: %w", err)
+	}
+	replicas := o.replicas
+	if replicas == 0 {
+		replicas = originset.DefaultConfig().Replicas
+	}
+	owners := hashring.Owners(dgst.String(), originURLs, replicas)
+	for _, u := range owners {
+		if err := upload(ctx, u, path, dgst); err != nil {
+			return "", nil, fmt.Errorf("seed %s into %s: %w", dgst, u, err)
+		}
+	}
+	want := make([]string, len(from))
+	for i := range from {
+		if want[i], err = partSums(path, from[i]); err != nil {
+			return "", nil, fmt.Errorf("seed: %w", err)
+		}
+	}
+	logf("seeded %s (%s) into %v", dgst, sizeStr(o.blobSize), owners)
+	return dgst, want, nil
+}
+
+// scrapeOrigins sums the P2P bytes the origins uploaded (their metric); -1 = unknown.
+func scrapeOrigins(ctx context.Context, origins []*proc) int64 {
+	var sum int64
+	for _, p := range origins {
+		v, err := scrape(ctx, p.httpURL+"/metrics", "shoal_origin_p2p_bytes_uploaded")
+		if err != nil {
+			logf("origin bytes: %v", err)
+			return -1
+		}
+		sum += int64(v)
+	}
+	return sum
+}
+
+// scrapeAgents reads every agent's P2P byte counters (totals since it started).
+func scrapeAgents(ctx context.Context, agents []*proc) []agentBytes {
+	out := make([]agentBytes, len(agents))
+	for i, p := range agents {
+		ab := &out[i]
+		for _, m := range []struct {
+			dst          *int64
+			name, labels string
+		}{
+			{&ab.fromOrigins, "shoal_agent_p2p_bytes_downloaded", `source="origin"`},
+			{&ab.pulled, "shoal_agent_p2p_bytes_downloaded", `source="origin_http"`},
+			{&ab.fromPeers, "shoal_agent_p2p_bytes_downloaded", `source="peer"`},
+			{&ab.uploaded, "shoal_agent_p2p_bytes_uploaded", ""},
+			{&ab.redundant, "shoal_agent_p2p_bytes_redundant", ""},
+			{&ab.peers, "shoal_agent_p2p_peer_connections", ""},
+			{&ab.head, "shoal_agent_head_bytes", ""},
+		} {
+			v, err := scrape(ctx, p.httpURL+"/metrics", m.name, m.labels)
+			if err != nil {
+				logf("%s: %v", p.name, err)
+				v = -1
+			}
+			*m.dst = int64(v)
+		}
+	}
+	return out
 }
 
 // fetchAll runs one worker per host, all starting at the same instant, and waits for
@@ -589,6 +654,9 @@ func (r *result) check() error {
 				errs = append(errs, fmt.Errorf("%s agent%d: got %d bytes hashing to %s, want %d bytes of %s", name, i+1, f.Bytes, f.SHA, r.opts.blobSize, want))
 			}
 		}
+	}
+	if r.part != nil {
+		errs = append(errs, r.part.check(r.opts.blobSize, r.pieceLength)...)
 	}
 	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,6 +68,7 @@ type result struct {
 	headBytes                           int64 // first-piece bytes agents read from origins over HTTP
 	pulledBytes                         int64 // piece bytes agents pulled from origins over HTTP
 	agentBytes                          []agentBytes
+	part                                *partitionResult // -partition only
 }
 
 // agentBytes are one agent's P2P byte counters after the P2P phase (-1 = unknown).
@@ -90,6 +92,9 @@ func (r *result) key() string {
 	}
 	if o.stagger {
 		k += " stagger"
+	}
+	if o.partition {
+		k += " partition"
 	}
 	return k
 }
@@ -213,6 +218,9 @@ func (r *result) markdown() string {
 	if o.stagger {
 		diag = " (diagnostic: -stagger)"
 	}
+	if r.part != nil {
+		diag += " (fault: -partition)"
+	}
 	w("## %s, %s, %s blob, %s per host%s\n\n", plural(o.agents, "agent"), plural(o.origins, "origin"), sizeStr(o.blobSize), rateStr(o.rate), diag)
 	w("- Command: `%s`\n", r.command())
 	w("- Run: %s, %s; load average at start %s\n", r.started.UTC().Format("2006-01-02 15:04 UTC"),
@@ -293,15 +301,7 @@ func (r *result) markdown() string {
 	}
 	w(" --- | --- |")
 	w("\n")
-	ok := func(f fetchResult, want string) string {
-		if f.Err != "" {
-			return "error: " + strings.ReplaceAll(f.Err, "|", "/")
-		}
-		if f.SHA == want && f.Bytes == o.blobSize {
-			return "yes"
-		}
-		return "**NO**"
-	}
+	ok := func(f fetchResult, want string) string { return okStr(f, want, o.blobSize) }
 	for i, f := range r.p2p {
 		w("| agent%d | %s | %s | %s | %s |", i+1, secs(f.TTFB), secs(f.Done), r.pctLink(f.Done), ok(f, r.want[i]))
 		if i < len(r.http) {
@@ -316,7 +316,92 @@ func (r *result) markdown() string {
 		}
 		w("\n")
 	}
+	if r.part != nil {
+		b.WriteString(r.part.markdown(r))
+	}
 	return b.String()
+}
+
+// okStr is the sha256 column: whether f is the whole blob with the sums want.
+func okStr(f fetchResult, want string, size int64) string {
+	if f.Err != "" {
+		return "error: " + strings.ReplaceAll(f.Err, "|", "/")
+	}
+	if f.SHA == want && f.Bytes == size {
+		return "yes"
+	}
+	return "**NO**"
+}
+
+// markdown is the -partition part of the results: both pulls per agent, with what
+// came from origins, from peers and from the other group.
+func (pr *partitionResult) markdown(r *result) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	var a, bb []string
+	for i, g := range pr.groups {
+		if g == "A" {
+			a = append(a, fmt.Sprintf("agent%d", i+1))
+		} else {
+			bb = append(bb, fmt.Sprintf("agent%d", i+1))
+		}
+	}
+	w("\n**Fault (-partition)**: group A (%s) and group B (%s) can't reach each other (a prohibit route in each agent's "+
+		"namespace to every agent of the other group) while every agent pulls the first blob (the P2P rows above); the "+
+		"origins and the tracker stay reachable. Then the routes are removed and every agent pulls a second blob at once. "+
+		"Bytes from the other group are counted by count-only iptables rules in each agent's namespace (all packets from "+
+		"the other group's agents; BitTorrent = to or from the peer port), counters by each agent's metrics, over each pull.\n\n",
+		strings.Join(a, ", "), strings.Join(bb, ", "))
+
+	sum := func(abs []agentBytes, f func(agentBytes) int64) string {
+		var n int64
+		for _, ab := range abs {
+			if f(ab) < 0 {
+				return "?"
+			}
+			n += f(ab)
+		}
+		return mibN(n)
+	}
+	crossSum := func(cs []crossCounts, f func(crossCounts) int64) string {
+		var n int64
+		for _, c := range cs {
+			if f(c) < 0 {
+				return "unknown (no iptables)"
+			}
+			n += f(c)
+		}
+		return strconv.FormatInt(n, 10)
+	}
+	origins := func(ab agentBytes) int64 {
+		if ab.pulled < 0 || ab.fromOrigins < 0 {
+			return -1
+		}
+		return ab.pulled + ab.fromOrigins + max(ab.head, 0)
+	}
+	peers := func(ab agentBytes) int64 { return ab.fromPeers }
+	all := func(c crossCounts) int64 { return c.all }
+	bt := func(c crossCounts) int64 { return c.bt }
+	w("| pull | all agents done | MiB from origins (HTTP + BitTorrent + first pieces) / from peers, all agents | bytes from the other group, all agents (BitTorrent) |\n| --- | --- | --- | --- |\n")
+	w("| cut | %s | %s / %s | %s (%s) |\n", secs(r.p2p.all()), sum(r.agentBytes, origins), sum(r.agentBytes, peers), crossSum(pr.cut, all), crossSum(pr.cut, bt))
+	w("| healed | %s | %s / %s | %s (%s) |\n\n", secs(pr.healed.all()), sum(pr.healedBytes, origins), sum(pr.healedBytes, peers), crossSum(pr.healedCross, all), crossSum(pr.healedCross, bt))
+
+	w("| agent | group | cut: done | cut: sha256 ok | cut: bytes from the other group | healed: done | healed: sha256 ok | healed: MiB from origins / peers | healed: MiB from the other group (BitTorrent) |\n")
+	w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for i, f := range r.p2p {
+		h := pr.healed[i]
+		ab := pr.healedBytes[i]
+		w("| agent%d | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n", i+1, pr.groups[i], secs(f.Done), okStr(f, r.want[i], r.opts.blobSize),
+			crossStr(pr.cut[i].all), secs(h.Done), okStr(h, pr.want[i], r.opts.blobSize), mibN(origins(ab)), mibN(ab.fromPeers), mibN(pr.healedCross[i].bt))
+	}
+	return b.String()
+}
+
+func crossStr(n int64) string {
+	if n < 0 {
+		return "?"
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 func mibN(n int64) string {
