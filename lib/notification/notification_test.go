@@ -162,7 +162,7 @@ func TestBad(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, contentType, body, want string
-		err                         error
+		err                           error
 	}{
 		{"bad json", "application/json", `{"Events":[`, "not a JSON notification", ErrInvalid},
 		{"not an object", "application/json", `[1,2]`, "not a JSON notification", ErrInvalid},
