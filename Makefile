@@ -35,7 +35,7 @@ FUZZ_TARGETS := \
 	./lib/oci:FuzzParseManifest ./lib/oci:FuzzParseReference ./lib/oci:FuzzValidName \
 	./lib/trackerclient:FuzzDecodeAnnounceReply ./lib/metainfo:FuzzParse ./lib/config:FuzzDecode \
 	./lib/backend:FuzzParseBlobName ./lib/backend:FuzzParseTagName \
-	./lib/notification:FuzzDecode \
+	./lib/notification:FuzzDecode ./lib/dragonfly:FuzzDecodeCreate \
 	./tracker:FuzzParseAnnounce ./tracker:FuzzAnnounce ./buildindex:FuzzParseTagsPath
 
 ## fuzz: run each fuzz test for FUZZTIME (30s) in turn; a failure stops with its input
