@@ -53,7 +53,7 @@ type Job struct {
 	target Target
 	scope  Scope
 
-	state                     State
+	state                      State
 	created, started, finished time.Time
 
 	plan    Plan

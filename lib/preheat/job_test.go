@@ -187,9 +187,14 @@ func TestJobTransitions(t *testing.T) {
 	t.Parallel()
 	as := mustTargets(t)
 	for name, call := range map[string]func(j *Job) error{
-		"start twice":        func(j *Job) error { j.Start(t0); return j.Start(t0) },
-		"plan before start":  func(j *Job) error { _, err := j.SetPlan(twoBlobs, as, none); return err },
-		"plan twice":         func(j *Job) error { j.Start(t0); j.SetPlan(twoBlobs, as, none); _, err := j.SetPlan(twoBlobs, as, none); return err },
+		"start twice":       func(j *Job) error { j.Start(t0); return j.Start(t0) },
+		"plan before start": func(j *Job) error { _, err := j.SetPlan(twoBlobs, as, none); return err },
+		"plan twice": func(j *Job) error {
+			j.Start(t0)
+			j.SetPlan(twoBlobs, as, none)
+			_, err := j.SetPlan(twoBlobs, as, none)
+			return err
+		},
 		"finish before plan": func(j *Job) error { j.Start(t0); _, err := j.Finish(t0); return err },
 		"progress pending":   func(j *Job) error { return j.Progress(o1, dA, 1) },
 		"fail twice":         func(j *Job) error { j.Fail(t0, errors.New("x")); return j.Fail(t0, errors.New("y")) },
