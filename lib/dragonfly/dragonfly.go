@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/shoal-p2p/shoal/lib/oci"
+	"github.com/shoal-p2p/shoal/lib/preheat"
 )
 
 // MaxBodySize bounds a create request body: Harbor's is a few hundred bytes plus a
@@ -57,31 +58,14 @@ type Args struct {
 	Tag                 string `json:"tag"`
 	FilteredQueryParams string `json:"filtered_query_params"`
 	// Headers go with every request to the registry: Harbor puts a pull token here.
-	Headers         map[string]string `json:"headers"`
-	Scope           string            `json:"scope"`
-	ConcurrentCount int64             `json:"concurrent_count"`
+	Headers map[string]string `json:"headers"`
+	// Scope is a preheat.Scope; "" (Harbor's unless the policy sets one) is
+	// preheat.DefaultScope, every owner origin, deeper than Dragonfly's default.
+	Scope           string `json:"scope"`
+	ConcurrentCount int64  `json:"concurrent_count"`
 	// Timeout is a Go time.Duration, so integer nanoseconds on the wire.
 	Timeout time.Duration `json:"timeout"`
 }
-
-// Scope says how far a job warms.
-type Scope string
-
-// The scopes Dragonfly defines, as Shoal reads them.
-const (
-	// ScopeSingleSeedPeer warms each blob on its first owner origin.
-	ScopeSingleSeedPeer Scope = "single_seed_peer"
-	// ScopeAllSeedPeers warms each blob on every owner origin.
-	ScopeAllSeedPeers Scope = "all_seed_peers"
-	// ScopeAllPeers warms the owner origins and every live agent.
-	ScopeAllPeers Scope = "all_peers"
-)
-
-// DefaultScope is the scope of a request whose scope is "", which is what Harbor sends
-// unless the policy sets one. Dragonfly's own default is single_seed_peer; Shoal's is
-// every owner origin, the depth its Kraken-provider contract warms, because each blob
-// is replicated on all its owners and a pull may be sent to any of them.
-const DefaultScope = ScopeAllSeedPeers
 
 // Preheat is a validated create request.
 type Preheat struct {
@@ -92,7 +76,7 @@ type Preheat struct {
 	Reference  oci.Reference
 	// Headers are args.headers, canonicalised; send them to Host only.
 	Headers             http.Header
-	Scope               Scope // never ""
+	Scope               preheat.Scope // never "": "" is preheat.DefaultScope
 	SchedulerClusterIDs []uint
 	ConcurrentCount     int64         // 0: unset
 	Timeout             time.Duration // 0: unset
@@ -151,13 +135,9 @@ func Validate(req CreateRequest) (Preheat, error) {
 	if p.Reference, err = oci.ParseReference(rest); err != nil {
 		return bad("args.url %s: reference %s is neither a tag nor a sha256 digest", quote(a.URL), quote(rest))
 	}
-	switch s := Scope(a.Scope); s {
-	case "":
-		p.Scope = DefaultScope
-	case ScopeSingleSeedPeer, ScopeAllSeedPeers, ScopeAllPeers:
-		p.Scope = s
-	default:
-		return bad("args.scope %s: want %s, %s, %s or empty (%s)", quote(a.Scope), ScopeSingleSeedPeer, ScopeAllSeedPeers, ScopeAllPeers, DefaultScope)
+	if p.Scope, err = preheat.ParseScope(a.Scope); err != nil {
+		return bad("args.scope %s: want %s, %s, %s, or empty for %s", quote(a.Scope),
+			preheat.ScopeSingleSeedPeer, preheat.ScopeAllSeedPeers, preheat.ScopeAllPeers, preheat.DefaultScope)
 	}
 	if a.ConcurrentCount < 0 {
 		return bad("args.concurrent_count %d is negative", a.ConcurrentCount)

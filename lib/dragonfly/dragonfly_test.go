@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shoal-p2p/shoal/lib/oci"
+	"github.com/shoal-p2p/shoal/lib/preheat"
 )
 
 func fixture(t *testing.T, name string) string {
@@ -27,11 +28,11 @@ func TestDecodeHarborBodies(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		file     string
-		scope    Scope
+		scope    preheat.Scope
 		clusters []uint
 	}{
-		{"harbor-create.json", DefaultScope, nil},
-		{"harbor-create-scope.json", ScopeAllPeers, []uint{1, 2}},
+		{"harbor-create.json", preheat.DefaultScope, nil},
+		{"harbor-create-scope.json", preheat.ScopeAllPeers, []uint{1, 2}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			t.Parallel()
@@ -80,7 +81,7 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if good.Scheme != "http" || good.Host != "127.0.0.1:15000" || good.Repository != "a/b/c" || good.Reference.Digest != d ||
-		good.Headers.Get("X-Api-Key") != "k" || good.Timeout != time.Minute || good.Scope != ScopeSingleSeedPeer {
+		good.Headers.Get("X-Api-Key") != "k" || good.Timeout != time.Minute || good.Scope != preheat.ScopeSingleSeedPeer {
 		t.Errorf("parsed %+v", good)
 	}
 	for _, tc := range []struct {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/shoal-p2p/shoal/lib/oci"
+	"github.com/shoal-p2p/shoal/lib/preheat"
 )
 
 // DecodeCreate never panics; it refuses with one line wrapping ErrInvalid or
@@ -31,7 +32,7 @@ func FuzzDecodeCreate(f *testing.F) {
 			t.Fatalf("DecodeCreate(%q): reference %+v", body, p.Reference)
 		}
 		switch p.Scope {
-		case ScopeSingleSeedPeer, ScopeAllSeedPeers, ScopeAllPeers:
+		case preheat.ScopeSingleSeedPeer, preheat.ScopeAllSeedPeers, preheat.ScopeAllPeers:
 		default:
 			t.Fatalf("DecodeCreate(%q): scope %q", body, p.Scope)
 		}
