@@ -24,6 +24,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/shoal-p2p/shoal/lib/oci"
 	"github.com/shoal-p2p/shoal/lib/preheat"
 )
@@ -149,7 +151,7 @@ func Validate(req CreateRequest) (Preheat, error) {
 	for k, v := range a.Headers {
 		// These are forwarded to a registry: a broken one would fail there, later
 		// and less clearly, or split a request.
-		if !validHeaderName(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return bad("args.headers: %s is not a valid header name", quote(k))
 		}
 		if !validHeaderValue(v) {
@@ -158,19 +160,6 @@ func Validate(req CreateRequest) (Preheat, error) {
 		p.Headers.Set(k, v)
 	}
 	return p, nil
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // validHeaderValue reports whether s holds no control character but tab.

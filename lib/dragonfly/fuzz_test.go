@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/shoal-p2p/shoal/lib/oci"
 	"github.com/shoal-p2p/shoal/lib/preheat"
 )
@@ -38,7 +40,7 @@ func FuzzDecodeCreate(f *testing.F) {
 		}
 		for k, vs := range p.Headers {
 			for _, v := range vs {
-				if !validHeaderName(k) || strings.ContainsAny(v, "\r\n\x00") {
+				if !httpguts.ValidHeaderFieldName(k) || strings.ContainsAny(v, "\r\n\x00") {
 					t.Fatalf("DecodeCreate(%q): header %q: %q", body, k, v)
 				}
 			}

@@ -29,6 +29,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Mode is how incoming preheat calls prove who they are.
@@ -81,7 +83,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("preheat.auth.username: %q holds a colon, which basic auth cannot carry (pick another user)", c.Username)
 	case mode != ModeBasic && c.Username != "":
 		return fmt.Errorf("preheat.auth.username: set with mode %s (it is for mode basic only; drop it)", mode)
-	case mode == ModeHeader && !validHeaderName(c.Header):
+	case mode == ModeHeader && !httpguts.ValidHeaderFieldName(c.Header):
 		return fmt.Errorf("preheat.auth.header: %q is not a header name (set e.g. header: X-Api-Key, the key of Harbor's CUSTOM auth)", c.Header)
 	case mode != ModeHeader && c.Header != "":
 		return fmt.Errorf("preheat.auth.header: set with mode %s (it is for mode header only; drop it)", mode)
@@ -209,17 +211,4 @@ func (k *Checker) Challenge() string {
 func (k *Checker) equal(want [sha256.Size]byte, got string) bool {
 	g := sha256.Sum256([]byte(got))
 	return subtle.ConstantTimeCompare(want[:], g[:]) == 1
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
