@@ -9,7 +9,13 @@
 //   - Job records one preheat's state, per-blob and per-host progress and its errors;
 //     Registry keeps jobs by integer id for the job API.
 //
-// Nothing here does I/O or reads a clock: manifests come through a Fetcher, time comes
-// in as now, and one goroutine owns each job's progress while Registry serialises it
-// with readers.
+// Those pure parts do no I/O and read no clock: manifests come through a Fetcher, time
+// comes in as now, and Registry serialises each job's owner with readers.
+//
+// Runner is the thin shell over them that moves the bytes, through three seams the
+// wiring implements: Content (the registry the job names, with its credentials), Sink
+// (the origin cluster: one Put stores a blob on all its owner origins and the backend)
+// and AgentWarmer (scope all_peers). Every blob is verified against its digest while it
+// streams into the Sink, so a corrupt or cut copy is never stored. Jobs and copies are
+// bounded by RunnerConfig, and Close waits for every goroutine.
 package preheat
