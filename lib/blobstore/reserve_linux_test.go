@@ -9,7 +9,8 @@ import (
 )
 
 // TestOpenPartialWithoutSpace: a partial file bigger than the disk's free space fails
-// at once with ErrNoSpace, and leaves no file behind.
+// at once with ErrNoSpace, and leaves no file behind. It must not fill the disk on the
+// way (ext4's fallocate did, failing the tests running beside it with ENOSPC).
 func TestOpenPartialWithoutSpace(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
