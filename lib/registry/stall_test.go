@@ -62,7 +62,7 @@ func TestClusterStoreStall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			store := NewClusterStore(set, 100*time.Millisecond)
+			store := NewClusterStore(set, time.Second) // long enough for a loaded machine to answer the HEAD
 
 			rc, _, err := store.Open(context.Background(), d)
 			if !tc.wantOpen {

@@ -80,11 +80,11 @@ func (*trickle) Seek(int64, int) (int64, error) { return 0, nil }
 func (*trickle) Close() error                   { return nil }
 
 func TestSlowClientIsNotAStall(t *testing.T) {
-	ctx, w := New(context.Background(), 20*time.Millisecond)
+	ctx, w := New(context.Background(), 100*time.Millisecond)
 	r := w.Reader(ctx, &trickle{left: 3})
 	defer r.Close()
 	for range 3 {
-		time.Sleep(60 * time.Millisecond) // the client takes its time between reads
+		time.Sleep(300 * time.Millisecond) // the client takes its time between reads
 		if _, err := r.Read(make([]byte, 1)); err != nil {
 			t.Fatal(err)
 		}
@@ -117,9 +117,11 @@ func (slowPiece) Close() error                   { return nil }
 
 func TestProgressOfTheSourceKeepsAWaitAlive(t *testing.T) {
 	var alive atomic.Int64
-	ctx, w := New(context.Background(), 30*time.Millisecond)
+	// A timeout well above the source's 2 ms reports, so a loaded machine's scheduling
+	// gaps are not taken for a stall; the read lasts three timeouts.
+	ctx, w := New(context.Background(), 200*time.Millisecond)
 	w.SetProgress(func() time.Time { return time.Unix(0, alive.Load()) })
-	r := w.Reader(ctx, slowPiece{ctx: ctx, for_: 150 * time.Millisecond, alive: &alive})
+	r := w.Reader(ctx, slowPiece{ctx: ctx, for_: 600 * time.Millisecond, alive: &alive})
 	defer r.Close()
 	b := make([]byte, 4)
 	if _, err := r.Read(b); err != nil {
