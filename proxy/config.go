@@ -28,6 +28,9 @@ type Config struct {
 	Origins originset.Config `yaml:"origins"`
 	// BuildIndex is the build-index's base URL, where tags are written.
 	BuildIndex string `yaml:"build_index"`
+	// Preheat serves Harbor's P2P preheat providers (kraken and dragonfly) on the
+	// listen address. Off by default.
+	Preheat PreheatConfig `yaml:"preheat"`
 }
 
 // DefaultConfig holds the values used for keys the file leaves out.
@@ -57,6 +60,9 @@ func (c *Config) Validate() error {
 	}
 	if p, err := url.Parse(c.BuildIndex); c.BuildIndex == "" || err != nil || p.Scheme == "" || p.Host == "" {
 		errs = append(errs, fmt.Errorf("build_index: %q is not a base URL (set build_index: http://buildindex:15100)", c.BuildIndex))
+	}
+	if err := c.Preheat.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

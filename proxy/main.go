@@ -32,6 +32,14 @@ func run(args []string) error {
 			return err
 		}
 		srv := NewServer(cfg.Limits, origins, buildindexclient.New(cfg.BuildIndex, hc), log, reg.Scope)
+		if cfg.Preheat.Enabled {
+			p, err := NewPreheat(ctx, cfg.Preheat, origins, cfg.Limits.StallTimeout, log.Named("preheat"), reg.Scope.SubScope("preheat"))
+			if err != nil {
+				return err
+			}
+			defer p.Close() // after the server and the origin set have stopped
+			srv.WithPreheat(p)
+		}
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
 			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)

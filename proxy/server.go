@@ -17,6 +17,7 @@ import (
 // origin cluster, tags in build-index.
 type Server struct {
 	registry *registry.Registry
+	preheat  *Preheat // nil: preheat off
 	log      *zap.Logger
 }
 
@@ -35,11 +36,20 @@ func NewServer(limits registry.Limits, origins *originset.Set, buildIndex *build
 	return &Server{registry: reg, log: log}
 }
 
+// WithPreheat serves p's endpoints (see Preheat.Routes) beside the registry API.
+func (s *Server) WithPreheat(p *Preheat) *Server {
+	s.preheat = p
+	return s
+}
+
 // Handler lists every route of the proxy.
 func (s *Server) Handler(metrics http.Handler) http.Handler {
 	r := chi.NewRouter()
 	r.Use(httpserver.AccessLog(s.log))
 	httpserver.MountOps(r, metrics, nil)
+	if s.preheat != nil {
+		s.preheat.Routes(r)
+	}
 	s.registry.Routes(r)
 	return r
 }

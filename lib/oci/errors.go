@@ -34,6 +34,7 @@ var (
 	CodeUnsupported         = Code{"UNSUPPORTED", http.StatusMethodNotAllowed, "the operation is unsupported"}
 	CodePaginationInvalid   = Code{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest, "invalid number of results requested"}
 	CodeTooManyRequests     = Code{"TOOMANYREQUESTS", http.StatusTooManyRequests, "too many requests"}
+	CodeUnauthorized        = Code{"UNAUTHORIZED", http.StatusUnauthorized, "authentication required"}
 	CodeUnknown             = Code{"UNKNOWN", http.StatusInternalServerError, "unknown error"}
 
 	// CodeManifestTooLarge is MANIFEST_INVALID for a body over the registry's limit:
