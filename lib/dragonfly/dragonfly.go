@@ -97,7 +97,7 @@ func DecodeCreate(r io.Reader) (Preheat, error) {
 	}
 	var req CreateRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return Preheat{}, fmt.Errorf("%w: not a JSON job request: %s", ErrInvalid, oneLine(err.Error()))
+		return Preheat{}, fmt.Errorf("%w: not a JSON job request: %s", ErrInvalid, oci.OneLine(err.Error()))
 	}
 	return Validate(req)
 }
@@ -108,11 +108,11 @@ func Validate(req CreateRequest) (Preheat, error) {
 		return Preheat{}, fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 	}
 	if req.Type != "preheat" {
-		return bad(`type %s: only "preheat" jobs are supported`, quote(req.Type))
+		return bad(`type %s: only "preheat" jobs are supported`, oci.QuoteInput(req.Type))
 	}
 	a := req.Args
 	if a.Type != "image" {
-		return bad(`args.type %s: only "image" is supported (Shoal preheats registry content)`, quote(a.Type))
+		return bad(`args.type %s: only "image" is supported (Shoal preheats registry content)`, oci.QuoteInput(a.Type))
 	}
 	p := Preheat{URL: a.URL, SchedulerClusterIDs: req.SchedulerClusterIDs, ConcurrentCount: a.ConcurrentCount, Timeout: a.Timeout}
 	u, err := url.Parse(a.URL)
@@ -120,25 +120,25 @@ func Validate(req CreateRequest) (Preheat, error) {
 	case a.URL == "":
 		return bad("args.url: empty (want <scheme>://<host>/v2/<name>/manifests/<reference>)")
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return bad("args.url %s is not an absolute http(s) URL", quote(a.URL))
+		return bad("args.url %s is not an absolute http(s) URL", oci.QuoteInput(a.URL))
 	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
-		return bad("args.url %s has a user, query or fragment (credentials go in args.headers)", quote(a.URL))
+		return bad("args.url %s has a user, query or fragment (credentials go in args.headers)", oci.QuoteInput(a.URL))
 	}
 	p.Scheme, p.Host = u.Scheme, u.Host
 	rest, ok := strings.CutPrefix(u.Path, "/v2/")
 	i := strings.LastIndex(rest, "/manifests/")
 	if !ok || i <= 0 {
-		return bad("args.url %s is not a manifest URL (want <scheme>://<host>/v2/<name>/manifests/<reference>)", quote(a.URL))
+		return bad("args.url %s is not a manifest URL (want <scheme>://<host>/v2/<name>/manifests/<reference>)", oci.QuoteInput(a.URL))
 	}
 	p.Repository, rest = rest[:i], rest[i+len("/manifests/"):]
 	if !oci.ValidName(p.Repository) {
-		return bad("args.url %s: %s is not a valid repository name", quote(a.URL), quote(p.Repository))
+		return bad("args.url %s: %s is not a valid repository name", oci.QuoteInput(a.URL), oci.QuoteInput(p.Repository))
 	}
 	if p.Reference, err = oci.ParseReference(rest); err != nil {
-		return bad("args.url %s: reference %s is neither a tag nor a sha256 digest", quote(a.URL), quote(rest))
+		return bad("args.url %s: reference %s is neither a tag nor a sha256 digest", oci.QuoteInput(a.URL), oci.QuoteInput(rest))
 	}
 	if p.Scope, err = preheat.ParseScope(a.Scope); err != nil {
-		return bad("args.scope %s: want %s, %s, %s, or empty for %s", quote(a.Scope),
+		return bad("args.scope %s: want %s, %s, %s, or empty for %s", oci.QuoteInput(a.Scope),
 			preheat.ScopeSingleSeedPeer, preheat.ScopeAllSeedPeers, preheat.ScopeAllPeers, preheat.DefaultScope)
 	}
 	if a.ConcurrentCount < 0 {
@@ -152,10 +152,10 @@ func Validate(req CreateRequest) (Preheat, error) {
 		// These are forwarded to a registry: a broken one would fail there, later
 		// and less clearly, or split a request.
 		if !httpguts.ValidHeaderFieldName(k) {
-			return bad("args.headers: %s is not a valid header name", quote(k))
+			return bad("args.headers: %s is not a valid header name", oci.QuoteInput(k))
 		}
 		if !validHeaderValue(v) {
-			return bad("args.headers[%s]: value holds control characters", quote(k))
+			return bad("args.headers[%s]: value holds control characters", oci.QuoteInput(k))
 		}
 		p.Headers.Set(k, v)
 	}
@@ -300,14 +300,3 @@ func EncodeJob(s Status) ([]byte, error) {
 	}
 	return b, nil
 }
-
-// quote quotes s for an error message, shortened: senders control it.
-func quote(s string) string {
-	if len(s) > 100 {
-		s = s[:100] + "..."
-	}
-	return fmt.Sprintf("%q", s)
-}
-
-// oneLine keeps an error message on one line whatever the input held.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -137,14 +137,14 @@ type wireEvent struct {
 func Decode(contentType string, r io.Reader) (Envelope, error) {
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil && contentType != "" {
-		return Envelope{}, fmt.Errorf("%w: Content-Type %s: %v", ErrInvalid, quote(contentType), err)
+		return Envelope{}, fmt.Errorf("%w: Content-Type %s: %v", ErrInvalid, oci.QuoteInput(contentType), err)
 	}
 	switch strings.ToLower(mt) {
 	case ContentTypeJSON, ContentTypeEventsV1, ContentTypeEventsV2:
 	case "":
 		return Envelope{}, fmt.Errorf("%w: no Content-Type (send %s, %s or %s)", ErrInvalid, ContentTypeJSON, ContentTypeEventsV1, ContentTypeEventsV2)
 	default:
-		return Envelope{}, fmt.Errorf("%w: Content-Type %s is not a notification (send %s, %s or %s)", ErrInvalid, quote(mt), ContentTypeJSON, ContentTypeEventsV1, ContentTypeEventsV2)
+		return Envelope{}, fmt.Errorf("%w: Content-Type %s is not a notification (send %s, %s or %s)", ErrInvalid, oci.QuoteInput(mt), ContentTypeJSON, ContentTypeEventsV1, ContentTypeEventsV2)
 	}
 	body, err := io.ReadAll(io.LimitReader(r, MaxBodySize+1))
 	if err != nil {
@@ -157,7 +157,7 @@ func Decode(contentType string, r io.Reader) (Envelope, error) {
 		Events *[]wireEvent `json:"events"`
 	}
 	if err := json.Unmarshal(body, &wire); err != nil {
-		return Envelope{}, fmt.Errorf("%w: not a JSON notification: %s", ErrInvalid, oneLine(err.Error()))
+		return Envelope{}, fmt.Errorf("%w: not a JSON notification: %s", ErrInvalid, oci.OneLine(err.Error()))
 	}
 	if wire.Events == nil {
 		return Envelope{}, fmt.Errorf("%w: no events array (want {\"events\":[...]} or Harbor's {\"Events\":[...]})", ErrInvalid)
@@ -168,7 +168,7 @@ func Decode(contentType string, r io.Reader) (Envelope, error) {
 		if w.Timestamp != nil && *w.Timestamp != "" {
 			t, err := time.Parse(time.RFC3339Nano, *w.Timestamp)
 			if err != nil {
-				e.TimestampError = fmt.Sprintf("timestamp %s is not RFC 3339", quote(*w.Timestamp))
+				e.TimestampError = fmt.Sprintf("timestamp %s is not RFC 3339", oci.QuoteInput(*w.Timestamp))
 			} else {
 				e.Timestamp = t
 			}
@@ -224,17 +224,17 @@ func Triggers(env Envelope) ([]Trigger, error) {
 			continue
 		}
 		bad := func(format string, args ...any) error {
-			return fmt.Errorf("%w: events[%d] (push of %s): %s", ErrInvalid, i, quote(e.Target.Repository), fmt.Sprintf(format, args...))
+			return fmt.Errorf("%w: events[%d] (push of %s): %s", ErrInvalid, i, oci.QuoteInput(e.Target.Repository), fmt.Sprintf(format, args...))
 		}
 		d, err := digest.Parse(e.Target.Digest)
 		if err != nil {
-			return nil, bad("target digest %s: %v", quote(e.Target.Digest), err)
+			return nil, bad("target digest %s: %v", oci.QuoteInput(e.Target.Digest), err)
 		}
 		if !oci.ValidName(e.Target.Repository) {
 			return nil, bad("target repository is not a valid repository name")
 		}
 		if e.Target.Tag != "" && !oci.ValidTag(e.Target.Tag) {
-			return nil, bad("target tag %s is not a valid tag", quote(e.Target.Tag))
+			return nil, bad("target tag %s is not a valid tag", oci.QuoteInput(e.Target.Tag))
 		}
 		if e.TimestampError != "" {
 			return nil, bad("%s", e.TimestampError)
@@ -243,7 +243,7 @@ func Triggers(env Envelope) ([]Trigger, error) {
 		if e.Target.URL != "" {
 			u, err := url.Parse(e.Target.URL)
 			if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-				return nil, bad("target url %s is not an absolute http(s) URL", quote(e.Target.URL))
+				return nil, bad("target url %s is not an absolute http(s) URL", oci.QuoteInput(e.Target.URL))
 			}
 			host = u.Host
 		}
@@ -251,14 +251,3 @@ func Triggers(env Envelope) ([]Trigger, error) {
 	}
 	return out, nil
 }
-
-// quote quotes s for an error message, shortened: senders control it.
-func quote(s string) string {
-	if len(s) > 100 {
-		s = s[:100] + "..."
-	}
-	return fmt.Sprintf("%q", s)
-}
-
-// oneLine keeps an error message on one line whatever the input held.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

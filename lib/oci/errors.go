@@ -6,7 +6,9 @@ package oci
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 )
 
 // Code is one entry of the distribution spec's error code table.
@@ -103,3 +105,15 @@ func WriteError(w http.ResponseWriter, err error) Code {
 	}}})
 	return e.Code
 }
+
+// QuoteInput quotes s, which a client sent, for an error message: escaped and cut to
+// 100 bytes, so a hostile value cannot forge or flood the message.
+func QuoteInput(s string) string {
+	if len(s) > 100 {
+		s = s[:100] + "..."
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// OneLine keeps an error message on one line whatever the input it quotes held.
+func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
