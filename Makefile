@@ -6,7 +6,7 @@ TOOLS    := $(CURDIR)/.tools/bin
 export CGO_ENABLED := 0
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all build test unit e2e e2e-backends e2e-containerd e2e-kubernetes kube-tools integration tools devcluster demo lint clean images bench bench-smoke bench-partition fuzz
+.PHONY: all build test unit e2e e2e-backends e2e-preheat e2e-containerd e2e-kubernetes kube-tools integration tools devcluster demo lint clean images bench bench-smoke bench-partition fuzz
 
 all: build
 
@@ -20,7 +20,7 @@ build:
 ## test: lint, unit tests, integration tests against real servers, the end-to-end suite, the
 ## demo, a small swarm benchmark on network namespaces and its partition fault scenario
 ## (correctness only, results not kept)
-test: lint chart-lint unit integration e2e e2e-backends e2e-containerd e2e-kubernetes demo bench-smoke bench-partition
+test: lint chart-lint unit integration e2e e2e-backends e2e-preheat e2e-containerd e2e-kubernetes demo bench-smoke bench-partition
 
 ## unit: go test ./... (fast, in-process)
 unit:
@@ -55,6 +55,12 @@ e2e: build tools
 ## same fixed ports as e2e, so never at the same time
 e2e-backends: build tools
 	$(GO) test -tags e2e -count=1 -p 1 -timeout 20m -v ./test/e2e/backends/
+
+## e2e-preheat: Harbor's P2P preheat (kraken and dragonfly contracts, bearer auth) against the
+## cluster, a distribution registry with basic auth as the upstream (started by the tests from
+## .tools/bin); the same fixed ports as e2e, so never at the same time
+e2e-preheat: build tools
+	$(GO) test -tags e2e -count=1 -p 1 -timeout 20m -v ./test/e2e/preheat/
 
 ## e2e-containerd: a real containerd (started by the test, own root and socket; ctr and the
 ## CRI API) pulling through the agents as its registry mirror, from a distribution registry

@@ -1,5 +1,6 @@
 // Package e2eutil holds what every end-to-end suite (test/e2e/...) needs the same way:
-// running a client tool and making random layers.
+// running a client tool, making random layers, and running a server process (an
+// upstream registry, a storage server) beside the cluster.
 package e2eutil
 
 import (
@@ -70,16 +71,30 @@ func RandomLayerTar(t *testing.T, size int) string {
 	return p
 }
 
+// RegistryOption adds to the config WriteRegistryConfig writes.
+type RegistryOption func(yml *string)
+
+// WithHtpasswd makes the registry require HTTP basic auth against the htpasswd file at
+// path (bcrypt entries, as distribution's htpasswd auth reads them).
+func WithHtpasswd(path string) RegistryOption {
+	return func(yml *string) {
+		*yml += fmt.Sprintf("auth:\n  htpasswd:\n    realm: shoal-e2e\n    path: %s\n", path)
+	}
+}
+
 // WriteRegistryConfig writes the config of a distribution registry (make tools installs
 // it as distribution-registry) serving addr over dir/storage, into dir/config.yml, and
 // returns that path; deleteEnabled turns on its DELETE API.
-func WriteRegistryConfig(t *testing.T, dir, addr string, deleteEnabled bool) string {
+func WriteRegistryConfig(t *testing.T, dir, addr string, deleteEnabled bool, opts ...RegistryOption) string {
 	t.Helper()
 	yml := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n", filepath.Join(dir, "storage"))
 	if deleteEnabled {
 		yml += "  delete:\n    enabled: true\n"
 	}
 	yml += fmt.Sprintf("http:\n  addr: %s\n", addr)
+	for _, o := range opts {
+		o(&yml)
+	}
 	path := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(path, []byte(yml), 0o644); err != nil {
 		t.Fatal(err)

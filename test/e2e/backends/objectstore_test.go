@@ -50,7 +50,7 @@ func TestS3WriteBackSurvivesOutageAndRestart(t *testing.T) {
 	e.startCluster(t)
 	be := openBackend(t, cfg)
 
-	s3.stop()
+	s3.Stop()
 	// Build-index is on fs here (its tags persist locally), so this is about the
 	// origins' blobs alone: each is acknowledged once on origin disks and queued
 	// durably for write-back. (Build-index used to write a tag to its backend
@@ -62,7 +62,7 @@ func TestS3WriteBackSurvivesOutageAndRestart(t *testing.T) {
 	t.Logf("pushed with S3 down in %s", time.Since(start).Round(100*time.Millisecond))
 	m := parseManifest(t, raw)
 	e.restartOrigins(t, false)
-	s3.start(t)
+	s3.Start(t)
 	t.Log("origins restarted, S3 back; waiting for the write-backs")
 	// Failed write-backs are retried with a persisted backoff (1 s doubling, up to 5 min;
 	// a restart keeps it): S3 was down for seconds, so the next try is due well within this.

@@ -48,7 +48,7 @@ func TestRegistryPullThrough(t *testing.T) {
 	e.checkAgentPull(t, 0, repo, tag, raw2)
 
 	// Upstream down: the cached tag and the origins' blobs still serve another agent.
-	upstream.stop()
+	upstream.Stop()
 	time.Sleep(3 * time.Second) // past the TTL again: the tag is re-checked and the check fails
 	e.checkAgentPull(t, 1, repo, tag, raw2)
 }
