@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/stall"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
+	"github.com/shoal-p2p/shoal/lib/warmfeed"
 )
 
 // Config is shoal-agent's configuration (example: config/agent.yaml).
@@ -62,6 +64,20 @@ type Config struct {
 	// keyed by containerd's ?ns= (lib/mirror), and writes the node's containerd host
 	// files pointing at it.
 	Mirror mirror.Config `yaml:"mirror"`
+	// Warm is the agent's side of the trackers' warm feed (lib/warmfeed): preheats of
+	// scope all_peers list blobs there, and the agent fetches them before any pull.
+	Warm warmfeed.FollowerConfig `yaml:"warm"`
+}
+
+// WarmAgent is how the agent names itself on the warm feed: its P2P address when
+// p2p.listen_ip is set (unique even for several agents on one host), else its host
+// name, with the P2P port it listens on.
+func (c *Config) WarmAgent(hostname string, p2pPort int) warmfeed.Agent {
+	host := c.P2P.ListenIP
+	if host == "" {
+		host = hostname
+	}
+	return warmfeed.Agent{ID: net.JoinHostPort(host, strconv.Itoa(p2pPort)), Name: hostname}
 }
 
 // MirrorURL is the agent as the node's containerd reaches it: mirror.containerd.mirror_url,
@@ -101,6 +117,7 @@ func DefaultConfig() Config {
 		DirectBelow:  1 << 20,
 		StallTimeout: stall.DefaultTimeout,
 		Mirror:       mirror.DefaultConfig(),
+		Warm:         warmfeed.DefaultFollowerConfig(),
 	}
 }
 
@@ -151,6 +168,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("p2p: %w", err))
 	}
 	if err := c.Mirror.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Warm.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

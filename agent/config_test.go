@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestExampleConfigsLoad(t *testing.T) {
@@ -74,5 +75,36 @@ func TestHTTPKeyValidated(t *testing.T) {
 	cfg.HTTP.BodyIdleTimeout = -1
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "http: body_idle_timeout:") {
 		t.Fatalf("Validate = %v, want it to name http: body_idle_timeout", err)
+	}
+}
+
+// TestWarmConfig: the warm block's defaults, its keys validated by name, and the agent's
+// id on the feed (its P2P address, or host name when no listen_ip is set).
+func TestWarmConfig(t *testing.T) {
+	cfg, err := loadConfig([]string{"--config", "../config/agent.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Warm.PollInterval != 5*time.Second || cfg.Warm.MaxBlobs != 2 {
+		t.Fatalf("warm %+v", cfg.Warm)
+	}
+	for key, edit := range map[string]func(*Config){
+		"warm.poll_interval": func(c *Config) { c.Warm.PollInterval = time.Millisecond },
+		"warm.max_blobs":     func(c *Config) { c.Warm.MaxBlobs = 0 },
+	} {
+		c := cfg
+		edit(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s: got %v, want an error naming it", key, err)
+		}
+	}
+	c := cfg
+	c.P2P.ListenIP = "10.0.0.7"
+	if a := c.WarmAgent("node7", 16001); a.ID != "10.0.0.7:16001" || a.Name != "node7" {
+		t.Errorf("with listen_ip: %+v", a)
+	}
+	c.P2P.ListenIP = ""
+	if a := c.WarmAgent("node7", 16001); a.ID != "node7:16001" {
+		t.Errorf("without listen_ip: %+v", a)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"net/http"
+	"os"
 
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
@@ -23,6 +24,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
+	"github.com/shoal-p2p/shoal/lib/warmfeed"
 )
 
 func main() { daemon.Main("agent", run) }
@@ -83,6 +85,19 @@ func run(args []string) error {
 		})
 		g.Go(func() error { return origins.Run(ctx) })
 		g.Go(func() error { return trackers.Run(ctx) })
+		hostname, err := os.Hostname()
+		if err != nil {
+			hostname = "agent"
+		}
+		_, p2pPort := engine.Addr()
+		feed := warmfeed.NewFollower(cfg.Warm, cfg.WarmAgent(hostname, p2pPort), func() []warmfeed.Tracker {
+			var ts []warmfeed.Tracker
+			for _, c := range trackers.Members() {
+				ts = append(ts, warmfeed.NewClient(c.Addr(), hc))
+			}
+			return ts
+		}, srv.Warm, log.Named("warmfeed"), reg.Scope)
+		g.Go(func() error { return feed.Run(ctx) })
 		evictor := eviction.NewRunner(cfg.Eviction, store, nil, func(d digest.Digest) error {
 			return engine.Evict(d, func() error { return store.Remove(d) })
 		}, log.Named("eviction"), reg.Scope.SubScope("eviction"))

@@ -16,6 +16,7 @@ import (
 	"github.com/uber-go/tally/v4"
 	"go.uber.org/zap"
 
+	"github.com/shoal-p2p/shoal/lib/backend"
 	"github.com/shoal-p2p/shoal/lib/blobstore"
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
@@ -42,6 +43,7 @@ type ServerDeps struct {
 // Server is the agent's read-only registry.
 type Server struct {
 	registry *registry.Registry
+	blobs    *blobSource
 	mirror   *mirror.Mapper
 	log      *zap.Logger
 	scope    tally.Scope
@@ -63,7 +65,7 @@ func NewServer(d ServerDeps, cfg Config, log *zap.Logger, scope tally.Scope) *Se
 		Log:          log,
 		Scope:        scope.SubScope("registry"),
 	})
-	return &Server{registry: reg, mirror: mirror.New(cfg.Mirror.Upstreams, cfg.Proxy), log: log, scope: scope,
+	return &Server{registry: reg, blobs: blobs, mirror: mirror.New(cfg.Mirror.Upstreams, cfg.Proxy), log: log, scope: scope,
 		origins: d.Origins, deps: []string{cfg.BuildIndex}, hc: &http.Client{Timeout: 2 * time.Second}}
 }
 
@@ -82,6 +84,36 @@ func (s *Server) ready(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Warm fetches d into the cache through the same path as a pull (the swarm, or the
+// origins directly for a small blob) and returns once it is stored and verified: the
+// warm feed's WarmFunc.
+func (s *Server) Warm(ctx context.Context, repo string, d digest.Digest) error {
+	if repo != "" {
+		ctx = backend.WithNamespace(ctx, repo)
+	}
+	r, _, err := s.blobs.Open(ctx, d)
+	if err != nil {
+		return fmt.Errorf("warm %s: %w", d, err)
+	}
+	defer r.Close()
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return fmt.Errorf("warm %s: %w", d, err)
+	}
+	// Every byte read was verified; the swarm commits the blob to the cache just after
+	// its last piece, so the stored copy may lag the read by a moment.
+	for wait := time.Now().Add(commitWait); ; {
+		if _, err := s.blobs.store.Stat(d); err == nil {
+			return nil
+		} else if time.Now().After(wait) || ctx.Err() != nil {
+			return fmt.Errorf("warm %s: read whole but not stored after %s: %w", d, commitWait, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// commitWait bounds how long Warm waits for a blob read whole to be in the cache.
+const commitWait = 30 * time.Second
 
 // Handler lists every route of the agent.
 func (s *Server) Handler(metrics http.Handler) http.Handler {

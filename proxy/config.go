@@ -9,6 +9,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/registry"
+	"github.com/shoal-p2p/shoal/lib/trackerclient"
 )
 
 // Config is shoal-proxy's configuration (example: config/proxy.yaml).
@@ -40,6 +41,7 @@ func DefaultConfig() Config {
 		HTTP:    httpserver.DefaultConfig(),
 		Limits:  registry.DefaultLimits(),
 		Origins: originset.DefaultConfig(),
+		Preheat: PreheatConfig{Trackers: trackerclient.DefaultSetConfig()},
 	}
 }
 

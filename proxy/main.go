@@ -32,15 +32,16 @@ func run(args []string) error {
 			return err
 		}
 		srv := NewServer(cfg.Limits, origins, buildindexclient.New(cfg.BuildIndex, hc), log, reg.Scope)
+		g, ctx := errgroup.WithContext(ctx)
 		if cfg.Preheat.Enabled {
-			p, err := NewPreheat(ctx, cfg.Preheat, origins, cfg.Limits.StallTimeout, log.Named("preheat"), reg.Scope.SubScope("preheat"))
+			p, err := NewPreheat(ctx, cfg.Preheat, origins, cfg.Limits.StallTimeout, hc, log.Named("preheat"), reg.Scope.SubScope("preheat"))
 			if err != nil {
 				return err
 			}
 			defer p.Close() // after the server and the origin set have stopped
 			srv.WithPreheat(p)
+			g.Go(func() error { return p.Run(ctx) })
 		}
-		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
 			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
 		})

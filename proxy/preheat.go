@@ -23,6 +23,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/backend"
 	registrybackend "github.com/shoal-p2p/shoal/lib/backend/registry"
 	"github.com/shoal-p2p/shoal/lib/dragonfly"
+	"github.com/shoal-p2p/shoal/lib/memberset"
 	"github.com/shoal-p2p/shoal/lib/notification"
 	"github.com/shoal-p2p/shoal/lib/oci"
 	"github.com/shoal-p2p/shoal/lib/originclient"
@@ -30,6 +31,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/preheat"
 	"github.com/shoal-p2p/shoal/lib/preheatauth"
 	"github.com/shoal-p2p/shoal/lib/registry"
+	"github.com/shoal-p2p/shoal/lib/warmfeed"
 )
 
 // PreheatConfig is the proxy's preheat block: Harbor's kraken and dragonfly P2P
@@ -46,7 +48,15 @@ type PreheatConfig struct {
 	// from when the origins do not hold it already, matched by the host of the event's
 	// Target.Url (Harbor sends no credentials on that contract, so they are here).
 	Upstreams []PreheatUpstream `yaml:"upstreams"`
+	// Trackers are the trackers whose warm feed reaches the agents (lib/warmfeed): a
+	// preheat of scope all_peers posts each blob there and waits for every live agent's
+	// report. A static list or DNS, as the agents' trackers. Unset, all_peers fails
+	// naming this key.
+	Trackers memberset.Config `yaml:"trackers"`
 }
+
+// hasTrackers reports whether preheat.trackers names any tracker.
+func (c PreheatConfig) hasTrackers() bool { return len(c.Trackers.Static) > 0 || c.Trackers.DNS != "" }
 
 // PreheatUpstream is one pull-through registry of the kraken contract: a
 // lib/backend/registry Config (url, username, password_file, insecure, timeouts) and
@@ -79,6 +89,11 @@ func (c PreheatConfig) Validate() error {
 	if err := c.Runner.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("preheat.runner.%w", err))
 	}
+	if c.hasTrackers() {
+		if err := c.Trackers.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("preheat.trackers: %w", err))
+		}
+	}
 	seen := map[string]int{}
 	for i, u := range c.Upstreams {
 		key := fmt.Sprintf("preheat.upstreams[%d]", i)
@@ -107,7 +122,8 @@ type Preheat struct {
 	auth      *preheatauth.Checker
 	origins   *originset.Set
 	store     *registry.ClusterStore
-	upstreams map[string]backend.Backend // by host
+	upstreams map[string]backend.Backend       // by host
+	trackers  *memberset.Set[*warmfeed.Client] // nil: preheat.trackers unset
 	log       *zap.Logger
 
 	mu         sync.Mutex
@@ -117,14 +133,11 @@ type Preheat struct {
 }
 
 // NewPreheat builds the preheat wiring over the origin set: jobs warm the origins
-// through ClusterStore upload sessions. Close it to stop its jobs.
-//
-// No agent warming is wired yet (the proxy knows no agents; the tracker does): a job of
-// scope all_peers warms the origins and then fails on its agent part, one pseudo-host
-// "agent all-agents", with errAgentsUnwired, so Harbor shows a FAILURE instead of a
-// SUCCESS that warmed no node.
+// through ClusterStore upload sessions, and (scope all_peers) the agents through the
+// warm feed of preheat.trackers. Run keeps the tracker membership current; Close stops
+// the jobs.
 func NewPreheat(ctx context.Context, cfg PreheatConfig, origins *originset.Set, stallTimeout time.Duration,
-	log *zap.Logger, scope tally.Scope) (*Preheat, error) {
+	hc *http.Client, log *zap.Logger, scope tally.Scope) (*Preheat, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -143,6 +156,16 @@ func NewPreheat(ctx context.Context, cfg PreheatConfig, origins *originset.Set, 
 		}
 		p.upstreams[u.host()] = b
 	}
+	if cfg.hasTrackers() {
+		p.trackers, err = memberset.New("tracker", cfg.Trackers, func(base string) *warmfeed.Client {
+			return warmfeed.NewClient(base, hc)
+		}, hc, log.Named("trackers"), scope.SubScope("trackers"))
+		if err != nil {
+			return nil, fmt.Errorf("preheat.trackers: %w", err)
+		}
+	}
+	runner := cfg.Runner
+	feed := warmfeed.NewPublisher(p.feedTrackers, cmp.Or(runner.JobTimeout, preheat.DefaultJobTimeout), log.Named("warmfeed"))
 	place := preheat.Placement{OwnersOf: func(d digest.Digest) []string {
 		cs := origins.Owners(d)
 		cs = cs[:min(len(cs), origins.Replicas())]
@@ -151,8 +174,13 @@ func NewPreheat(ctx context.Context, cfg PreheatConfig, origins *originset.Set, 
 			addrs[i] = c.Addr()
 		}
 		return addrs
-	}, Agents: func() []string { return []string{allAgents} }}
-	p.runner, err = preheat.NewRunner(cfg.Runner, p.jobs, clusterSink{store: store, origins: origins}, unwiredWarmer{}, place,
+	}, Agents: func(ctx context.Context) ([]string, error) {
+		if p.trackers == nil {
+			return nil, errors.New("preheat.trackers is not set: scope all_peers reaches the agents through the trackers' warm feed (list them under preheat.trackers.static)")
+		}
+		return feed.Agents(ctx)
+	}}
+	p.runner, err = preheat.NewRunner(runner, p.jobs, clusterSink{store: store, origins: origins}, feed, place,
 		log, scope)
 	if err != nil {
 		return nil, fmt.Errorf("preheat.runner: %w", err)
@@ -160,16 +188,29 @@ func NewPreheat(ctx context.Context, cfg PreheatConfig, origins *originset.Set, 
 	return p, nil
 }
 
-// allAgents is the one agent host an all_peers job is given until agents are wired.
-const allAgents = "all-agents"
+// feedTrackers are the warm feed's trackers: every member, healthy ones first (a
+// tracker down answers nothing; the feed posts to all and needs one).
+func (p *Preheat) feedTrackers() []warmfeed.Tracker {
+	if p.trackers == nil {
+		return nil
+	}
+	var healthy, down []warmfeed.Tracker
+	for _, c := range p.trackers.Members() {
+		if p.trackers.Healthy(c.Addr()) {
+			healthy = append(healthy, c)
+		} else {
+			down = append(down, c)
+		}
+	}
+	return append(healthy, down...)
+}
 
-var errAgentsUnwired = errors.New("agent warming is not wired into the proxy yet: scope all_peers warmed the owner origins only (use all_seed_peers)")
-
-// unwiredWarmer fails every agent warm with errAgentsUnwired.
-type unwiredWarmer struct{}
-
-func (unwiredWarmer) Warm(context.Context, preheat.Host, digest.Digest) error {
-	return errAgentsUnwired
+// Run keeps the tracker membership current until ctx ends.
+func (p *Preheat) Run(ctx context.Context) error {
+	if p.trackers == nil {
+		return nil
+	}
+	return p.trackers.Run(ctx)
 }
 
 // Close cancels every job, waits for the runner's goroutines and drops the upstreams'
@@ -458,7 +499,8 @@ type clusterSink struct {
 
 var _ preheat.Sink = clusterSink{}
 
-// Has stats d on that one origin; agents are unknown here (no warmer yet).
+// Has stats d on that one origin. Of agents it knows nothing: the warm feed asks them,
+// and one that holds d already reports so within a poll interval.
 func (s clusterSink) Has(ctx context.Context, h preheat.Host, d digest.Digest) (bool, error) {
 	if h.Kind != preheat.HostOrigin {
 		return false, nil

@@ -11,7 +11,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/preheat"
 	"github.com/shoal-p2p/shoal/lib/preheatauth"
 	"github.com/shoal-p2p/shoal/lib/registry"
+	"github.com/shoal-p2p/shoal/lib/warmfeed"
 )
 
 // testImage is a two-platform OCI index pushed into an upstream: 2 manifests, 2
@@ -107,7 +110,7 @@ type preheatProxy struct {
 }
 
 // newPreheatProxy is the proxy with preheat on over one stand-in origin.
-func newPreheatProxy(t *testing.T, cfg PreheatConfig) *preheatProxy {
+func newPreheatProxy(t *testing.T, cfg PreheatConfig, trackers ...string) *preheatProxy {
 	t.Helper()
 	store, err := blobstore.New(t.TempDir())
 	if err != nil {
@@ -123,7 +126,11 @@ func newPreheatProxy(t *testing.T, cfg PreheatConfig) *preheatProxy {
 		t.Fatal(err)
 	}
 	cfg.Enabled = true
-	p, err := NewPreheat(context.Background(), cfg, set, time.Second, zap.NewNop(), tally.NoopScope)
+	if cfg.Trackers.Replicas == 0 {
+		cfg.Trackers = DefaultConfig().Preheat.Trackers
+		cfg.Trackers.Static = trackers
+	}
+	p, err := NewPreheat(context.Background(), cfg, set, time.Second, nil, zap.NewNop(), tally.NoopScope)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,16 +293,14 @@ func TestDragonflyPreheat(t *testing.T) {
 		t.Fatalf("image has %d blobs, want 8", len(img.blobs))
 	}
 
-	// all_peers: the origins are warm, the agent part fails saying it is not wired.
+	// all_peers without preheat.trackers: FAILURE naming the key.
 	_, _, body = post(t, p.url+"/oapi/v1/jobs", "application/json", auth,
 		dragonflyScoped(up.URL+"/v2/library/app/manifests/v1", "good", "all_peers"))
 	if err := json.Unmarshal([]byte(body), &created); err != nil {
 		t.Fatal(err)
 	}
 	j = waitDragonfly(t, p.url, auth, created.ID)
-	if j.State != "FAILURE" || len(j.Result.JobStates[0].Results[0].SuccessTasks) != 1 ||
-		len(j.Result.JobStates[0].Results[0].FailureTasks) != 1 ||
-		!strings.Contains(j.Result.JobStates[0].Results[0].FailureTasks[0]["description"], "not wired") {
+	if j.State != "FAILURE" || !strings.Contains(j.Result.JobStates[0].Error, "preheat.trackers") {
 		t.Fatalf("all_peers: %+v", j)
 	}
 
@@ -308,6 +313,87 @@ func TestDragonflyPreheat(t *testing.T) {
 	j = waitDragonfly(t, p.url, auth, created.ID)
 	if j.State != "FAILURE" || !strings.Contains(j.Result.JobStates[0].Error, "missing") {
 		t.Fatalf("missing tag: %+v", j)
+	}
+}
+
+// TestDragonflyPreheatAllPeers: with a tracker's warm feed and two agents following
+// it, all_peers warms the origin and then both agents (each fetching from the origin),
+// and the job shows one success task per host.
+func TestDragonflyPreheatAllPeers(t *testing.T) {
+	t.Parallel()
+	mem := registry.NewMemory()
+	img := pushIndex(t, mem, "library/app", "v1")
+	up := newUpstream(t, mem)
+	board := chi.NewRouter()
+	warmfeed.Routes(board, warmfeed.NewBoard("e1", 0), time.Now)
+	tracker := httptest.NewServer(board)
+	t.Cleanup(tracker.Close)
+	p := newPreheatProxy(t, PreheatConfig{Auth: bearerAuth(t)}, tracker.URL)
+	auth := http.Header{"Authorization": {"Bearer harbor-token"}}
+
+	// Two agents whose warm reads the blob back from the origin's store.
+	type agent struct {
+		mu   sync.Mutex
+		held map[digest.Digest]bool
+	}
+	agents := map[string]*agent{}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, id := range []string{"10.0.0.1:16001", "10.0.0.2:16001"} {
+		a := &agent{held: map[digest.Digest]bool{}}
+		agents[id] = a
+		f := warmfeed.NewFollower(warmfeed.FollowerConfig{PollInterval: 100 * time.Millisecond, MaxBlobs: 2},
+			warmfeed.Agent{ID: id, Name: "node"}, func() []warmfeed.Tracker {
+				return []warmfeed.Tracker{warmfeed.NewClient(tracker.URL, nil)}
+			}, func(_ context.Context, _ string, d digest.Digest) error {
+				if _, err := p.store.Stat(d); err != nil {
+					return fmt.Errorf("not on the origin: %w", err)
+				}
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				a.held[d] = true
+				return nil
+			}, zap.NewNop(), tally.NoopScope)
+		wg.Go(func() { _ = f.Run(ctx) })
+	}
+	// Both agents have polled once they are listed live.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		as, err := warmfeed.NewClient(tracker.URL, nil).Agents(context.Background())
+		if err == nil && len(as) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agents never live: %v %v", as, err)
+		}
+	}
+
+	_, _, body := post(t, p.url+"/oapi/v1/jobs", "application/json", auth,
+		dragonflyScoped(up.URL+"/v2/library/app/manifests/v1", "good", "all_peers"))
+	var created dfJob
+	if err := json.Unmarshal([]byte(body), &created); err != nil {
+		t.Fatal(err)
+	}
+	j := waitDragonfly(t, p.url, auth, created.ID)
+	res := j.Result.JobStates[0].Results[0]
+	if j.State != "SUCCESS" || len(res.SuccessTasks) != 3 || len(res.FailureTasks) != 0 {
+		t.Fatalf("all_peers: %+v", j)
+	}
+	var ips []string
+	for _, task := range res.SuccessTasks {
+		ips = append(ips, task["ip"])
+	}
+	if slices.Sort(ips); !strings.Contains(strings.Join(ips, ","), "10.0.0.1,10.0.0.2") {
+		t.Errorf("success tasks' IPs %v, want both agents'", ips)
+	}
+	for id, a := range agents {
+		a.mu.Lock() // the job learnt of each warm over HTTP, which the race detector does not see
+		defer a.mu.Unlock()
+		for _, d := range img.blobs {
+			if !a.held[d] {
+				t.Errorf("agent %s lacks %s", id, d)
+			}
+		}
 	}
 }
 
@@ -388,9 +474,10 @@ func TestKrakenPreheat(t *testing.T) {
 func TestPreheatConfigErrorsNameTheKey(t *testing.T) {
 	t.Parallel()
 	for key, mut := range map[string]func(*Config){
-		"preheat.auth.mode":       func(c *Config) { c.Preheat.Auth.Mode = "token" },
-		"preheat.runner.max_jobs": func(c *Config) { c.Preheat.Runner.MaxJobs = -1 },
-		"preheat.upstreams[0]":    func(c *Config) { c.Preheat.Upstreams = []PreheatUpstream{{}} },
+		"preheat.auth.mode":           func(c *Config) { c.Preheat.Auth.Mode = "token" },
+		"preheat.runner.max_jobs":     func(c *Config) { c.Preheat.Runner.MaxJobs = -1 },
+		"preheat.upstreams[0]":        func(c *Config) { c.Preheat.Upstreams = []PreheatUpstream{{}} },
+		"preheat.trackers: static[0]": func(c *Config) { c.Preheat.Trackers.Static = []string{"tracker:15300"} },
 		"preheat.upstreams[1].host": func(c *Config) {
 			c.Preheat.Upstreams = []PreheatUpstream{{Config: registrybackend.Config{URL: "https://a"}}, {Host: "a", Config: registrybackend.Config{URL: "https://b"}}}
 		},

@@ -8,6 +8,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/originset"
+	"github.com/shoal-p2p/shoal/lib/warmfeed"
 )
 
 // Config is shoal-tracker's configuration (example: config/tracker.yaml).
@@ -36,6 +37,17 @@ type Config struct {
 	// agents read 1 MiB of announce reply: about 7,000 peers). An announce asks for no
 	// number; a numwant a client adds is ignored.
 	MaxPeers int `yaml:"max_peers"`
+	// Warm is the warm feed (lib/warmfeed) through which preheats of scope all_peers
+	// reach the agents.
+	Warm WarmConfig `yaml:"warm"`
+}
+
+// WarmConfig is the tracker's warm feed block.
+type WarmConfig struct {
+	// AgentTTL is how long an agent that stopped polling the feed still counts as live
+	// (a preheat of scope all_peers waits for every live agent); default 30s, above the
+	// agents' warm.poll_interval (default 5s).
+	AgentTTL time.Duration `yaml:"agent_ttl"`
 }
 
 // maxMaxPeers bounds max_peers: a hand-out of 1000 IPv6 peers as objects is about
@@ -52,6 +64,7 @@ func DefaultConfig() Config {
 		SeederInterval:   60 * time.Second,
 		PeerTTL:          10 * time.Second,
 		MaxPeers:         50,
+		Warm:             WarmConfig{AgentTTL: warmfeed.DefaultAgentTTL},
 	}
 }
 
@@ -81,6 +94,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPeers < 1 || c.MaxPeers > maxMaxPeers {
 		errs = append(errs, fmt.Errorf("max_peers: %d is not in 1..%d, the most an agent's announce reply holds (use e.g. 50)", c.MaxPeers, maxMaxPeers))
+	}
+	if c.Warm.AgentTTL < time.Second {
+		errs = append(errs, fmt.Errorf("warm.agent_ttl: %s is below 1s (use about 5x the agents' warm.poll_interval, e.g. 30s)", c.Warm.AgentTTL))
 	}
 	return errors.Join(errs...)
 }

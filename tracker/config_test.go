@@ -36,6 +36,7 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		"peer_ttl":             func(c *Config) { c.PeerTTL = 3 * time.Second },
 		"max_peers":            func(c *Config) { c.MaxPeers = 0 },
 		"log.level":            func(c *Config) { c.Log.Level = "loud" },
+		"warm.agent_ttl":       func(c *Config) { c.Warm.AgentTTL = 0 },
 	} {
 		cfg := DefaultConfig()
 		cfg.Origins.Static = []string{"http://origin:15200"}

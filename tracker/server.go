@@ -29,6 +29,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/peerstore"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
+	"github.com/shoal-p2p/shoal/lib/warmfeed"
 )
 
 const (
@@ -65,6 +66,7 @@ type Server struct {
 	cfg     Config
 	origins *originset.Set
 	store   *peerstore.Store
+	board   *warmfeed.Board
 	log     *zap.Logger
 	m       serverMetrics
 	now     func() time.Time // time.Now; a test clock in tests
@@ -94,6 +96,7 @@ type serverMetrics struct {
 	metainfoHits, metainfoMisses           tally.Counter
 	originFetches, originErrors, refreshes tally.Counter
 	swarms, peers, blobs                   tally.Gauge
+	warmIntents, warmAgents, warmReports   tally.Gauge
 }
 
 // NewServer wires the tracker API. A blob's metainfo is asked of origins in the
@@ -116,7 +119,12 @@ func NewServer(cfg Config, origins *originset.Set, store *peerstore.Store, log *
 			swarms:         scope.Gauge("swarms"),
 			peers:          scope.Gauge("peers"),
 			blobs:          scope.Gauge("cached_metainfo"),
+			warmIntents:    scope.Gauge("warm_intents"),
+			warmAgents:     scope.Gauge("warm_agents"),
+			warmReports:    scope.Gauge("warm_reports"),
 		},
+		// A random epoch: followers of this board tell it from the one before a restart.
+		board:     warmfeed.NewBoard(strconv.FormatUint(rand.Uint64(), 36), cfg.Warm.AgentTTL),
 		maxBlobs:  maxBlobs,
 		byDigest:  make(map[digest.Digest]*blob),
 		byHash:    make(map[string]*blob),
@@ -131,6 +139,7 @@ func (s *Server) Handler(metrics http.Handler) http.Handler {
 	httpserver.MountOps(r, metrics, nil)
 	r.Get("/metainfo/{digest}", s.handle(s.getMetainfo))
 	r.Post("/announce", s.handle(s.announce))
+	warmfeed.Routes(r, s.board, func() time.Time { return s.now() })
 	return r
 }
 
@@ -156,6 +165,10 @@ func (s *Server) expire() {
 	s.mu.RLock()
 	s.m.blobs.Update(float64(len(s.byDigest)))
 	s.mu.RUnlock()
+	ws := s.board.Expire(s.now())
+	s.m.warmIntents.Update(float64(ws.Intents))
+	s.m.warmAgents.Update(float64(ws.Agents))
+	s.m.warmReports.Update(float64(ws.Reports))
 	if n > 0 {
 		s.log.Debug("expired peers", zap.Int("peers", n), zap.Int("swarms", st.Swarms), zap.Int("left", st.Peers))
 	}

@@ -53,11 +53,16 @@ type AgentWarmer interface {
 
 // Placement answers where blobs live. OwnersOf gives d's owner origins in placement
 // order (the hashring); Agents the live agents' addresses, asked once per job and only
-// for scope all_peers. Both must be safe for concurrent use.
+// for scope all_peers (nil: such a job fails, naming that no agents are wired). Both
+// must be safe for concurrent use.
 type Placement struct {
 	OwnersOf func(digest.Digest) []string
-	Agents   func() []string
+	Agents   func(context.Context) ([]string, error)
 }
+
+// ErrNoAgents is wrapped by the failure of an all_peers job that found no live agent:
+// a SUCCESS would claim nodes were warmed when none was.
+var ErrNoAgents = errors.New("preheat: no live agents")
 
 // ErrCorrupt is wrapped when a blob's bytes do not hash to its digest or have another
 // length than its descriptor says.
@@ -292,8 +297,16 @@ func (r *Runner) warm(ctx context.Context, id int64, req Request, log *zap.Logge
 		return err
 	}
 	var agents []string
-	if req.Scope == ScopeAllPeers && r.place.Agents != nil {
-		agents = r.place.Agents()
+	if req.Scope == ScopeAllPeers {
+		if r.place.Agents == nil {
+			return fmt.Errorf("scope %s: %w: this runner has no agent placement", req.Scope, ErrNoAgents)
+		}
+		if agents, err = r.place.Agents(ctx); err != nil {
+			return fmt.Errorf("scope %s: list agents: %w", req.Scope, err)
+		}
+		if len(agents) == 0 {
+			return fmt.Errorf("scope %s: %w", req.Scope, ErrNoAgents)
+		}
 	}
 	as, err := Targets(plan, req.Scope, r.place.OwnersOf, agents)
 	if err != nil {

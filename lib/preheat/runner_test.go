@@ -50,7 +50,7 @@ func newHarness(t *testing.T, cfg RunnerConfig, agents ...string) *harness {
 	h := &harness{jobs: NewRegistry(0), cluster: newCluster(), logs: logs, scope: tally.NewTestScope("", nil)}
 	place := Placement{
 		OwnersOf: func(digest.Digest) []string { return []string{"o1", "o2"} },
-		Agents:   func() []string { return agents },
+		Agents:   func(context.Context) ([]string, error) { return agents, nil },
 	}
 	r, err := NewRunner(cfg, h.jobs, h.cluster, h.cluster, place, zap.New(core), h.scope)
 	if err != nil {
@@ -324,6 +324,36 @@ func TestRunnerBlobBound(t *testing.T) {
 			t.Errorf("%d Blob calls, at most %d at once; want 13 and 3", calls, peak)
 		}
 	})
+}
+
+// TestRunnerAllPeersWithoutAgents: all_peers with no live agent, or agents that cannot
+// be listed, fails before anything is copied instead of claiming nodes were warmed.
+func TestRunnerAllPeersWithoutAgents(t *testing.T) {
+	t.Parallel()
+	for name, agents := range map[string]func(context.Context) ([]string, error){
+		"none live": func(context.Context) ([]string, error) { return nil, nil },
+		"list fails": func(context.Context) ([]string, error) {
+			return nil, errors.New("preheat.trackers is not set")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, RunnerConfig{})
+				h.r.place.Agents = agents
+				defer h.r.Close()
+				c, _ := twoPlatforms()
+				id := h.submit(t, c, "latest", ScopeAllPeers)
+				synctest.Wait()
+				s := h.get(t, id)
+				if s.State != StateFailure || !strings.Contains(s.Error, "agents") {
+					t.Fatalf("state %s: %q", s.State, s.Error)
+				}
+				if h.cluster.puts != 0 {
+					t.Errorf("%d puts before the job failed", h.cluster.puts)
+				}
+			})
+		})
+	}
 }
 
 func TestRunnerAllPeers(t *testing.T) {
