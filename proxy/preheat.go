@@ -368,7 +368,7 @@ func (p *Preheat) createDragonfly(w http.ResponseWriter, r *http.Request) error 
 	}
 	id, err := p.runner.Submit(preheat.Request{
 		Contract: preheat.SourceDragonfly,
-		Target:   preheat.Target{Registry: req.Host, Repository: req.Repository, Reference: req.Reference.String()},
+		Target:   preheat.Target{Registry: req.Host, Repository: req.Repository, Reference: req.Reference.String(), URL: req.URL},
 		Scope:    req.Scope,
 		Content:  backendContent{b},
 	})
@@ -393,7 +393,7 @@ func (p *Preheat) writeDragonfly(w http.ResponseWriter, id int64, imageURL strin
 	if err != nil {
 		return err
 	}
-	if imageURL == "" {
+	if imageURL = cmp.Or(imageURL, s.Target.URL); imageURL == "" {
 		imageURL = s.Target.Registry + "/" + s.Target.Repository + ":" + s.Target.Reference
 	}
 	st := dragonfly.Status{ID: s.ID, State: dragonfly.StatePending, CreatedAt: s.CreatedAt, Error: s.Error}
@@ -431,18 +431,21 @@ func (p *Preheat) writeDragonfly(w http.ResponseWriter, id int64, imageURL strin
 	return err
 }
 
-// hostTask names a host as a dragonfly task: its hostname and, when the address is an
-// IP literal, its IP.
+// hostTask names a host as a dragonfly task: its kind and host:port (an origin by
+// its base URL's, an agent by its warm feed id), so hosts sharing an IP stay apart in
+// Harbor's task list, and its IP when the host is an IP literal.
 func hostTask(imageURL string, h preheat.Host) dragonfly.Task {
-	hostname := h.Addr
+	hostport := h.Addr
 	if u, err := url.Parse(h.Addr); err == nil && u.Host != "" {
-		hostname = u.Hostname()
-	} else if hn, _, err := net.SplitHostPort(h.Addr); err == nil {
-		hostname = hn
+		hostport = u.Host
 	}
-	t := dragonfly.Task{URL: imageURL, Hostname: string(h.Kind) + " " + hostname}
-	if net.ParseIP(hostname) != nil {
-		t.IP = hostname
+	host := hostport
+	if hn, _, err := net.SplitHostPort(hostport); err == nil {
+		host = hn
+	}
+	t := dragonfly.Task{URL: imageURL, Hostname: string(h.Kind) + " " + hostport}
+	if net.ParseIP(host) != nil {
+		t.IP = host
 	}
 	return t
 }

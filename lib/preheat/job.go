@@ -14,9 +14,10 @@ import (
 type Source string
 
 const (
-	SourceKraken       Source = "kraken"       // Harbor's kraken provider: POST /registry/notifications
-	SourceDragonfly    Source = "dragonfly"    // Harbor's dragonfly provider: POST /oapi/v1/jobs
-	SourceNotification Source = "notification" // a registry's distribution notification envelope
+	// SourceKraken is POST /registry/notifications: Harbor's kraken provider, or a
+	// registry's distribution notification envelope (one endpoint, one contract).
+	SourceKraken    Source = "kraken"
+	SourceDragonfly Source = "dragonfly" // Harbor's dragonfly provider: POST /oapi/v1/jobs
 )
 
 // State is a job's lifecycle: PENDING -> RUNNING -> SUCCESS or FAILURE, or PENDING ->
@@ -42,6 +43,9 @@ type Target struct {
 	Registry   string `json:"registry"`   // host[:port] the image was named on, e.g. harbor.example.com
 	Repository string `json:"repository"` // e.g. library/busybox
 	Reference  string `json:"reference"`  // tag or digest
+	// URL is the manifest URL the request named (dragonfly's args.url, kraken's
+	// Target.Url), answered back to the caller as it sent it; "" when none.
+	URL string `json:"url,omitempty"`
 }
 
 // Job is one preheat's record. It is not safe for concurrent use: one goroutine owns

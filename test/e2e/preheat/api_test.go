@@ -260,14 +260,14 @@ func hostnames(ts []dfTask) []string {
 }
 
 // originTaskName is how the dragonfly answer names an origin (proxy/preheat.go
-// hostTask): "origin " and the host of its base URL, without the port.
+// hostTask): "origin " and the host:port of its base URL.
 func originTaskName(t *testing.T, base string) string {
 	t.Helper()
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return "origin " + u.Hostname()
+	return "origin " + u.Host
 }
 
 // --- placement ---

@@ -3,6 +3,7 @@
 package preheat
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/shoal-p2p/shoal/lib/blobstore"
 	"github.com/shoal-p2p/shoal/lib/preheat"
+	"github.com/shoal-p2p/shoal/test/cluster"
 )
 
 // upstreamAuth is the registry header a dragonfly job carries in args.headers (Harbor
@@ -69,8 +72,8 @@ func TestDragonflyJobAllSeedPeers(t *testing.T) {
 		if final.State != "SUCCESS" || errMsg != "" || len(failed) != 0 {
 			t.Fatalf("%s: job %d %s, error %q, failure tasks %+v; want SUCCESS", what, id, final.State, errMsg, failed)
 		}
-		// One task per owner origin (Harbor lists them); the devcluster's origins
-		// differ by port only, which the task's hostname leaves out.
+		// One task per owner origin (Harbor lists them), named by host:port: the
+		// devcluster's origins differ by port only.
 		if got := hostnames(ok); !slices.Equal(got, wantNames) {
 			t.Errorf("%s: success tasks %v, want one per owner origin %v", what, got, wantNames)
 		}
@@ -80,7 +83,7 @@ func TestDragonflyJobAllSeedPeers(t *testing.T) {
 			}
 		}
 		s := getJob(t, id)
-		want := preheat.Target{Registry: upstreamAddr, Repository: img.repo, Reference: img.tag}
+		want := preheat.Target{Registry: upstreamAddr, Repository: img.repo, Reference: img.tag, URL: img.manifestURL(upstreamAddr)}
 		if s.Source != preheat.SourceDragonfly || s.Scope != preheat.ScopeAllSeedPeers || s.Target != want {
 			t.Errorf("%s: job %+v; want a dragonfly all_seed_peers job for %+v", what, s.Summary, want)
 		}
@@ -205,10 +208,71 @@ func TestUpstreamGoneMidJob(t *testing.T) {
 	}
 }
 
-// TestDragonflyJobAllPeers goes here once agent warming lands (the other half of
-// issue 13): scope all_peers of a cold image must end SUCCESS with one success task per
-// owner origin and one per live agent ("agent <host>"), every agent's own store holding
-// every blob before any pull asks for it (each agent's state folder, as requireOnOwners
-// reads the origins'), and a pull through each agent then needing no origin. The
-// devcluster's other preheat keys (its trackers, say) reach the proxy's config here as
-// they are: TestMain sets only enabled, auth and upstreams.
+// TestDragonflyJobAllPeers: scope all_peers of a cold image ends SUCCESS with one
+// success task per owner origin and one per agent (each agent learns of the blobs from
+// the trackers' warm feed and fetches them itself); every agent's own store holds every
+// blob before any pull asks for it, and pulls through every agent then are cache hits
+// only: no agent fetches anything.
+func TestDragonflyJobAllPeers(t *testing.T) {
+	startUpstream(t)
+	img := pushImage(t, "e2e/allpeers", "v1", 300<<10, 3<<19, 5<<20)
+	var want []string
+	for _, o := range ownerSet(img.blobs()) {
+		want = append(want, originTaskName(t, o))
+	}
+	for _, a := range dev.Agents {
+		want = append(want, fmt.Sprintf("agent %s:%d", a.PeerIP, a.PeerPort))
+	}
+	slices.Sort(want)
+
+	created := createDragonfly(t, dragonflyBody(img.manifestURL(upstreamAddr), upstreamAuth(), "all_peers"))
+	id := created.id(t)
+	final, pending := waitDragonfly(t, id)
+	errMsg, ok, failed := final.result(t)
+	t.Logf("job %d: polls saw PENDING: %v, final %s", id, pending, final.State)
+	if final.State != "SUCCESS" || errMsg != "" || len(failed) != 0 {
+		t.Fatalf("job %d %s, error %q, failure tasks %+v; want SUCCESS", id, final.State, errMsg, failed)
+	}
+	if got := hostnames(ok); !slices.Equal(got, want) {
+		t.Fatalf("success tasks %v, want one per owner origin and agent %v", got, want)
+	}
+	requireOnOwners(t, img, img.blobs())
+
+	// Every agent holds every blob in its own store, before any pull.
+	misses := map[string]float64{}
+	for _, a := range dev.Agents {
+		store, err := blobstore.New(filepath.Join(dev.State, a.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range img.blobs() {
+			if got := storedHash(t, store, d); got != d.String() {
+				t.Errorf("%s does not hold %s after the job (hash %q)", a.Name, d, got)
+			}
+		}
+		m, err := cluster.Scrape(t.Context(), a.Registry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		misses[a.Name] = cluster.Sum(m, "shoal_agent_cache_misses")
+		if n := cluster.Sum(m, "shoal_agent_warm_blobs", `result="ok"`); n < float64(len(img.blobs())) {
+			t.Errorf("%s counted %v blobs warmed, want at least %d", a.Name, n, len(img.blobs()))
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	// Pulls of both platforms through every agent: byte for byte, and no cache miss.
+	for i, a := range dev.Agents {
+		for _, p := range img.platforms {
+			checkAgentPull(t, i, img, p)
+		}
+		m, err := cluster.Scrape(t.Context(), a.Registry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cluster.Sum(m, "shoal_agent_cache_misses"); got != misses[a.Name] {
+			t.Errorf("%s: %v cache misses during the pulls, want none", a.Name, got-misses[a.Name])
+		}
+	}
+}
