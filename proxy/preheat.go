@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,11 @@ type PreheatConfig struct {
 	// from when the origins do not hold it already, matched by the host of the event's
 	// Target.Url (Harbor sends no credentials on that contract, so they are here).
 	Upstreams []PreheatUpstream `yaml:"upstreams"`
+	// AllowedRegistries are the registries (host[:port], case-insensitive) a dragonfly
+	// job's args.url may name; a job for any other is refused 400 and starts nothing.
+	// Empty allows any: the proxy then fetches from wherever a caller says, so keep
+	// auth on (the proxy warns at start when both are open).
+	AllowedRegistries []string `yaml:"allowed_registries"`
 	// Trackers are the trackers whose warm feed reaches the agents (lib/warmfeed): a
 	// preheat of scope all_peers posts each blob there and waits for every live agent's
 	// report. A static list or DNS, as the agents' trackers. Unset, all_peers fails
@@ -94,6 +100,11 @@ func (c PreheatConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("preheat.trackers: %w", err))
 		}
 	}
+	for i, h := range c.AllowedRegistries {
+		if hu, err := url.Parse("http://" + h); h == "" || err != nil || hu.Host != h {
+			errs = append(errs, fmt.Errorf("preheat.allowed_registries[%d]: %q is not a host[:port] (set e.g. harbor.example.com)", i, h))
+		}
+	}
 	seen := map[string]int{}
 	for i, u := range c.Upstreams {
 		key := fmt.Sprintf("preheat.upstreams[%d]", i)
@@ -124,6 +135,7 @@ type Preheat struct {
 	store     *registry.ClusterStore
 	upstreams map[string]backend.Backend       // by host
 	trackers  *memberset.Set[*warmfeed.Client] // nil: preheat.trackers unset
+	allowed   map[string]bool                  // lower-case hosts; empty: any
 	log       *zap.Logger
 
 	mu         sync.Mutex
@@ -146,7 +158,7 @@ func NewPreheat(ctx context.Context, cfg PreheatConfig, origins *originset.Set, 
 		return nil, err
 	}
 	store := registry.NewClusterStore(origins, stallTimeout)
-	p := &Preheat{jobs: preheat.NewRegistry(preheat.DefaultKeepFinished), auth: auth, origins: origins,
+	p := &Preheat{jobs: preheat.NewRegistry(preheat.DefaultKeepFinished, preheat.IDBase(time.Now())), auth: auth, origins: origins,
 		store: store, upstreams: map[string]backend.Backend{}, log: log}
 	for i, u := range cfg.Upstreams {
 		b, err := registrybackend.New(ctx, u.Config, registrybackend.WithLogger(log.Named("upstream")),
@@ -155,6 +167,13 @@ func NewPreheat(ctx context.Context, cfg PreheatConfig, origins *originset.Set, 
 			return nil, fmt.Errorf("preheat.upstreams[%d]: %w", i, err)
 		}
 		p.upstreams[u.host()] = b
+	}
+	p.allowed = map[string]bool{}
+	for _, h := range cfg.AllowedRegistries {
+		p.allowed[strings.ToLower(h)] = true
+	}
+	if len(p.allowed) == 0 && (cfg.Auth.Mode == "" || cfg.Auth.Mode == preheatauth.ModeNone) {
+		log.Warn("preheat is open: auth mode none and no allowed_registries, so anyone who reaches the proxy can make it fetch from any registry (set preheat.auth or preheat.allowed_registries)")
 	}
 	if cfg.hasTrackers() {
 		p.trackers, err = memberset.New("tracker", cfg.Trackers, func(base string) *warmfeed.Client {
@@ -358,6 +377,10 @@ func (p *Preheat) createDragonfly(w http.ResponseWriter, r *http.Request) error 
 	req, err := dragonfly.DecodeCreate(r.Body)
 	if err != nil {
 		return err
+	}
+	if len(p.allowed) > 0 && !p.allowed[strings.ToLower(req.Host)] {
+		msg := fmt.Sprintf("args.url: registry %s is not in preheat.allowed_registries (add it there to preheat from it)", oci.QuoteInput(req.Host))
+		return oci.NewError(codePreheatInvalid, msg, errors.New(msg))
 	}
 	cfg := registrybackend.Config{URL: req.Scheme + "://" + req.Host, Insecure: req.Scheme == "http"}
 	b, err := registrybackend.New(r.Context(), cfg,

@@ -316,6 +316,37 @@ func TestDragonflyPreheat(t *testing.T) {
 	}
 }
 
+// TestDragonflyAllowedRegistries: with preheat.allowed_registries set, a job for
+// another registry is refused 400 naming the key, and starts nothing; a listed one
+// (any case) runs.
+func TestDragonflyAllowedRegistries(t *testing.T) {
+	t.Parallel()
+	mem := registry.NewMemory()
+	pushIndex(t, mem, "library/app", "v1")
+	up := newUpstream(t, mem)
+	host := strings.TrimPrefix(up.URL, "http://")
+	p := newPreheatProxy(t, PreheatConfig{Auth: bearerAuth(t), AllowedRegistries: []string{"harbor.example.com", strings.ToUpper(host)}})
+	auth := http.Header{"Authorization": {"Bearer harbor-token"}}
+	code, _, body := post(t, p.url+"/oapi/v1/jobs", "application/json", auth,
+		dragonflyBody("http://internal.example.com:8080/v2/library/app/manifests/v1", "good"))
+	if code != http.StatusBadRequest || !strings.Contains(body, "preheat.allowed_registries") {
+		t.Fatalf("unlisted registry: %d %s", code, body)
+	}
+	var list []preheat.Summary
+	if getJSON(t, p.url+"/preheat/jobs", auth, &list); len(list) != 0 {
+		t.Fatalf("a refused job was started: %+v", list)
+	}
+	_, _, body = post(t, p.url+"/oapi/v1/jobs", "application/json", auth,
+		dragonflyBody(up.URL+"/v2/library/app/manifests/v1", "good"))
+	var created dfJob
+	if err := json.Unmarshal([]byte(body), &created); err != nil {
+		t.Fatal(err)
+	}
+	if j := waitDragonfly(t, p.url, auth, created.ID); j.State != "SUCCESS" {
+		t.Fatalf("listed registry: %+v", j)
+	}
+}
+
 // TestDragonflyPreheatAllPeers: with a tracker's warm feed and two agents following
 // it, all_peers warms the origin and then both agents (each fetching from the origin),
 // and the job shows one success task per host.
@@ -474,10 +505,11 @@ func TestKrakenPreheat(t *testing.T) {
 func TestPreheatConfigErrorsNameTheKey(t *testing.T) {
 	t.Parallel()
 	for key, mut := range map[string]func(*Config){
-		"preheat.auth.mode":           func(c *Config) { c.Preheat.Auth.Mode = "token" },
-		"preheat.runner.max_jobs":     func(c *Config) { c.Preheat.Runner.MaxJobs = -1 },
-		"preheat.upstreams[0]":        func(c *Config) { c.Preheat.Upstreams = []PreheatUpstream{{}} },
-		"preheat.trackers: static[0]": func(c *Config) { c.Preheat.Trackers.Static = []string{"tracker:15300"} },
+		"preheat.auth.mode":             func(c *Config) { c.Preheat.Auth.Mode = "token" },
+		"preheat.runner.max_jobs":       func(c *Config) { c.Preheat.Runner.MaxJobs = -1 },
+		"preheat.upstreams[0]":          func(c *Config) { c.Preheat.Upstreams = []PreheatUpstream{{}} },
+		"preheat.trackers: static[0]":   func(c *Config) { c.Preheat.Trackers.Static = []string{"tracker:15300"} },
+		"preheat.allowed_registries[0]": func(c *Config) { c.Preheat.AllowedRegistries = []string{"https://harbor"} },
 		"preheat.upstreams[1].host": func(c *Config) {
 			c.Preheat.Upstreams = []PreheatUpstream{{Config: registrybackend.Config{URL: "https://a"}}, {Host: "a", Config: registrybackend.Config{URL: "https://b"}}}
 		},

@@ -15,9 +15,9 @@ const DefaultKeepFinished = 1000
 // ErrUnknownJob is wrapped when a job id was never issued or its job has been dropped.
 var ErrUnknownJob = errors.New("preheat: unknown job")
 
-// Registry holds jobs by id for the job API. Ids are increasing integers from 1, never
-// reused while the process lives, because Harbor's dragonfly driver requires an integer
-// id. Unfinished jobs are all kept (the caller bounds how many run or wait); of the
+// Registry holds jobs by id for the job API. Ids are increasing integers (Harbor's
+// dragonfly driver requires an integer id) from 1, or from the first id given, never
+// reused while the process lives; IDBase gives a first id no earlier process issued. Unfinished jobs are all kept (the caller bounds how many run or wait); of the
 // finished ones only the newest keep are, the oldest finished dropped first. All
 // methods are safe for concurrent use.
 type Registry struct {
@@ -28,13 +28,21 @@ type Registry struct {
 	finished []int64 // ids in the order their jobs finished
 }
 
-// NewRegistry keeps up to keep finished jobs; keep <= 0 means DefaultKeepFinished.
-func NewRegistry(keep int) *Registry {
+// NewRegistry keeps up to keep finished jobs; keep <= 0 means DefaultKeepFinished. The
+// first job gets id first, or 1 when first <= 0.
+func NewRegistry(keep int, first int64) *Registry {
 	if keep <= 0 {
 		keep = DefaultKeepFinished
 	}
-	return &Registry{keep: keep, jobs: map[int64]*Job{}}
+	return &Registry{keep: keep, next: max(first, 1) - 1, jobs: map[int64]*Job{}}
 }
+
+// IDBase is a first job id that no process started before now has reached: the start
+// time in microseconds since 1970. A process issuing ids from its start time on would
+// need over a million jobs a second to reach the base of one started after it, so a
+// restarted proxy never answers an old id (Harbor may still poll it) with a new job.
+// It stays below 2^53, so JavaScript reads it exactly.
+func IDBase(now time.Time) int64 { return now.UnixMicro() }
 
 // Create adds a PENDING job with the next id and returns its summary.
 func (r *Registry) Create(source Source, target Target, scope Scope, now time.Time) Summary {

@@ -10,7 +10,7 @@ import (
 
 func TestRegistryIDsAndBound(t *testing.T) {
 	t.Parallel()
-	r := NewRegistry(2)
+	r := NewRegistry(2, 0)
 	var ids []int64
 	for range 4 {
 		ids = append(ids, r.Create(SourceDragonfly, target, ScopeAllPeers, t0).ID)
@@ -48,7 +48,7 @@ func TestRegistryIDsAndBound(t *testing.T) {
 	if err := r.Update(1, fail); !errors.Is(err, ErrTransition) {
 		t.Errorf("Update(finished, fail) = %v", err)
 	}
-	if NewRegistry(0).keep != DefaultKeepFinished {
+	if NewRegistry(0, 0).keep != DefaultKeepFinished {
 		t.Error("keep 0 is not the default")
 	}
 }
@@ -56,7 +56,7 @@ func TestRegistryIDsAndBound(t *testing.T) {
 // TestRegistryConcurrent runs owners and readers at once; run with -race.
 func TestRegistryConcurrent(t *testing.T) {
 	t.Parallel()
-	r := NewRegistry(10)
+	r := NewRegistry(10, 0)
 	as := mustTargets(t)
 	check := func(err error) { // t.Fatal must not run outside the test goroutine
 		if err != nil {
@@ -95,5 +95,20 @@ func TestRegistryConcurrent(t *testing.T) {
 		if s.State != StateSuccess || s.BytesDone != s.BytesTotal {
 			t.Errorf("job %d: %s %d/%d", s.ID, s.State, s.BytesDone, s.BytesTotal)
 		}
+	}
+}
+
+// TestRegistryFirstID: ids start at the first id given, and IDBase of a later start is
+// above every id an earlier process could have issued at a million jobs a second.
+func TestRegistryFirstID(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	r := NewRegistry(0, IDBase(t0))
+	a := r.Create(SourceDragonfly, Target{Repository: "a", Reference: "v1"}, ScopeAllSeedPeers, t0)
+	b := r.Create(SourceDragonfly, Target{Repository: "a", Reference: "v1"}, ScopeAllSeedPeers, t0)
+	if a.ID != IDBase(t0) || b.ID != a.ID+1 {
+		t.Fatalf("ids %d, %d; want %d and the next", a.ID, b.ID, IDBase(t0))
+	}
+	if got := IDBase(t0.Add(time.Second)); got < a.ID+1_000_000 || got >= 1<<53 {
+		t.Errorf("IDBase a second later = %d", got)
 	}
 }

@@ -47,7 +47,7 @@ type harness struct {
 func newHarness(t *testing.T, cfg RunnerConfig, agents ...string) *harness {
 	t.Helper()
 	core, logs := observer.New(zapcore.DebugLevel)
-	h := &harness{jobs: NewRegistry(0), cluster: newCluster(), logs: logs, scope: tally.NewTestScope("", nil)}
+	h := &harness{jobs: NewRegistry(0, 0), cluster: newCluster(), logs: logs, scope: tally.NewTestScope("", nil)}
 	place := Placement{
 		OwnersOf: func(digest.Digest) []string { return []string{"o1", "o2"} },
 		Agents:   func(context.Context) ([]string, error) { return agents, nil },
