@@ -279,7 +279,19 @@ func TestMetainfoAsksTheOwnerFirst(t *testing.T) {
 	next := origins[tr.srv.origins.Owners(blob.Digest)[0].Addr()]
 	tr.clock.Advance(2 * touchEvery)
 	tr.announce(t, agent(1, blob, false))
-	<-tr.srv.load(context.Background(), blob.Digest)
+	// The announce refreshes in the background; wait for it to land (calling load here
+	// would start a second fetch once the first is done, so it is not waited on that way).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		tr.srv.mu.RLock()
+		b := tr.srv.byDigest[blob.Digest]
+		tr.srv.mu.RUnlock()
+		if b != nil && b.origin.Addr() == next.url {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the refresh never reached the next owner")
+		}
+	}
 	if next == owner || next.metainfo.Load() != 1 {
 		t.Fatalf("refresh asked %s %d times", next.ip, next.metainfo.Load())
 	}
