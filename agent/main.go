@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"flag"
-	"net/http"
 	"os"
 
 	"github.com/opencontainers/go-digest"
@@ -23,6 +22,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/mirror"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/tlsconfig"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
 	"github.com/shoal-p2p/shoal/lib/warmfeed"
 )
@@ -36,6 +36,10 @@ func run(args []string) error {
 	}
 	return daemon.Run("agent", cfg.Log, func(ctx context.Context, env daemon.Env) error {
 		log, reg := env.Log, env.Metrics
+		sec, err := tlsconfig.Load(cfg.TLS, log.Named("tls"))
+		if err != nil {
+			return err
+		}
 		store, err := blobstore.New(cfg.DataDir)
 		if err != nil {
 			return err
@@ -46,7 +50,7 @@ func run(args []string) error {
 		}
 		defer engine.Close()
 
-		hc := &http.Client{Timeout: 0}
+		hc := sec.HTTPClient()
 		origins, err := originset.New(cfg.Origins, hc, log.Named("origins"), reg.Scope.SubScope("origins"))
 		if err != nil {
 			return err
@@ -61,6 +65,7 @@ func run(args []string) error {
 			Trackers:   trackers,
 			Origins:    origins,
 			BuildIndex: buildindexclient.New(cfg.BuildIndex, hc),
+			Transport:  hc.Transport,
 		}, cfg, log, reg.Scope)
 		if dir := cfg.Mirror.Containerd.HostsDir; dir != "" {
 			hosts := mirror.HostFiles(cfg.Mirror.Upstreams, cfg.Proxy, cfg.Mirror.Containerd.Default)
@@ -80,8 +85,9 @@ func run(args []string) error {
 				zap.Strings("registries", written), zap.String("mirror", cfg.MirrorURL()))
 		}
 		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return sec.Run(ctx) })
 		g.Go(func() error {
-			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log, sec.ServerConfig(false))
 		})
 		g.Go(func() error { return origins.Run(ctx) })
 		g.Go(func() error { return trackers.Run(ctx) })

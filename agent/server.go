@@ -38,6 +38,9 @@ type ServerDeps struct {
 	Trackers   *trackerclient.Trackers
 	Origins    *originset.Set
 	BuildIndex *buildindexclient.Client
+	// Transport carries the readiness checks (nil: http.DefaultTransport); TLS-aware
+	// when tls is on.
+	Transport http.RoundTripper
 }
 
 // Server is the agent's read-only registry.
@@ -66,7 +69,7 @@ func NewServer(d ServerDeps, cfg Config, log *zap.Logger, scope tally.Scope) *Se
 		Scope:        scope.SubScope("registry"),
 	})
 	return &Server{registry: reg, blobs: blobs, mirror: mirror.New(cfg.Mirror.Upstreams, cfg.Proxy), log: log, scope: scope,
-		origins: d.Origins, deps: []string{cfg.BuildIndex}, hc: &http.Client{Timeout: 2 * time.Second}}
+		origins: d.Origins, deps: []string{cfg.BuildIndex}, hc: &http.Client{Timeout: 2 * time.Second, Transport: d.Transport}}
 }
 
 // ready is the agent's readiness: it knows origins and reaches build-index. Until then

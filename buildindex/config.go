@@ -7,6 +7,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/backend/driver"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
+	"github.com/shoal-p2p/shoal/lib/tlsconfig"
 )
 
 // Config is shoal-buildindex's configuration (example: config/buildindex.yaml).
@@ -19,6 +20,9 @@ type Config struct {
 	Debug httpserver.Debug `yaml:"debug"`
 	// HTTP bounds how long and how much a client may take to send a request.
 	HTTP httpserver.Config `yaml:"http"`
+	// TLS is the tls block shared by every binary (lib/tlsconfig): this listener's
+	// certificate, and the client side of calls to the other components.
+	TLS tlsconfig.Config `yaml:"tls"`
 	// Backend holds the tags; it is the only state, so any build-index over the same
 	// backend answers the same.
 	Backend driver.Config `yaml:"backend"`
@@ -46,6 +50,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.HTTP.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/daemon"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/taskqueue"
+	"github.com/shoal-p2p/shoal/lib/tlsconfig"
 )
 
 func main() { daemon.Main("buildindex", run) }
@@ -29,12 +30,17 @@ func run(args []string) error {
 	}
 	return daemon.Run("buildindex", cfg.Log, func(ctx context.Context, env daemon.Env) error {
 		log, reg := env.Log, env.Metrics
+		sec, err := tlsconfig.Load(cfg.TLS, log.Named("tls"))
+		if err != nil {
+			return err
+		}
 		be, err := driver.OpenRouted(ctx, cfg.Backend, cfg.Namespaces, log.Named("backend"))
 		if err != nil {
 			return err
 		}
 
 		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return sec.Run(ctx) })
 		if !cfg.Backend.ReadOnly() {
 			// Tags are acknowledged once durable here and reach the backend later, so a
 			// push goes through while the object store is away.
@@ -55,7 +61,7 @@ func run(args []string) error {
 		}
 		srv := NewServer(be, log, reg.Scope)
 		g.Go(func() error {
-			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(sec.RequireClientCert(srv.Handler(reg.Handler)), cfg.Debug), log, sec.ServerConfig(false))
 		})
 		return g.Wait()
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
+	"github.com/shoal-p2p/shoal/lib/tlsconfig"
 )
 
 // Config is shoal-origin's configuration (example: config/origin.yaml).
@@ -25,6 +26,9 @@ type Config struct {
 	Debug httpserver.Debug `yaml:"debug"`
 	// HTTP bounds how long and how much a client may take to send a request.
 	HTTP httpserver.Config `yaml:"http"`
+	// TLS is the tls block shared by every binary (lib/tlsconfig): this listener's
+	// certificate, and the client side of calls to the other components.
+	TLS tlsconfig.Config `yaml:"tls"`
 	// P2P is the BitTorrent engine the origin seeds every blob it holds through.
 	P2P p2p.Config `yaml:"p2p"`
 	// Backend is where committed blobs are written back and misses are fetched from.
@@ -73,6 +77,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.HTTP.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"flag"
-	"net/http"
 	"path/filepath"
 	"strings"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/p2p"
 	"github.com/shoal-p2p/shoal/lib/taskqueue"
+	"github.com/shoal-p2p/shoal/lib/tlsconfig"
 )
 
 func main() { daemon.Main("origin", run) }
@@ -33,6 +33,10 @@ func run(args []string) error {
 	}
 	return daemon.Run("origin", cfg.Log, func(ctx context.Context, env daemon.Env) error {
 		log, reg := env.Log, env.Metrics
+		sec, err := tlsconfig.Load(cfg.TLS, log.Named("tls"))
+		if err != nil {
+			return err
+		}
 		be, err := driver.OpenRouted(ctx, cfg.Backend, cfg.Namespaces, log.Named("backend"))
 		if err != nil {
 			return err
@@ -54,9 +58,10 @@ func run(args []string) error {
 		defer tasks.Close()
 
 		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return sec.Run(ctx) })
 		var cluster Cluster
 		if cfg.clustered() {
-			set, err := originset.New(cfg.Cluster, &http.Client{}, log.Named("cluster"), reg.Scope.SubScope("cluster"))
+			set, err := originset.New(cfg.Cluster, sec.HTTPClient(), log.Named("cluster"), reg.Scope.SubScope("cluster"))
 			if err != nil {
 				return err
 			}
@@ -71,7 +76,7 @@ func run(args []string) error {
 		g.Go(func() error { return evictor.Run(ctx) })
 		g.Go(func() error { return expireUploads(ctx, store, cfg.UploadTTL, log, reg.Scope) })
 		g.Go(func() error {
-			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(sec.RequireClientCert(srv.Handler(reg.Handler)), cfg.Debug), log, sec.ServerConfig(false))
 		})
 		return g.Wait()
 	})

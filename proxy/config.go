@@ -9,6 +9,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/registry"
+	"github.com/shoal-p2p/shoal/lib/tlsconfig"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
 )
 
@@ -22,6 +23,9 @@ type Config struct {
 	Debug httpserver.Debug `yaml:"debug"`
 	// HTTP bounds how long and how much a client may take to send a request.
 	HTTP httpserver.Config `yaml:"http"`
+	// TLS is the tls block shared by every binary (lib/tlsconfig): this listener's
+	// certificate, and the client side of calls to the other components.
+	TLS tlsconfig.Config `yaml:"tls"`
 	// Limits bound manifests, list pages and the upload sessions a client may hold open.
 	Limits registry.Limits `yaml:"limits"`
 	// Origins are the origin cluster blobs and manifests are uploaded to (each upload
@@ -53,6 +57,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.HTTP.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Limits.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("limits: %w", err))

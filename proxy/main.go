@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"flag"
-	"net/http"
 
 	"golang.org/x/sync/errgroup"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/daemon"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/originset"
+	"github.com/shoal-p2p/shoal/lib/tlsconfig"
 )
 
 func main() { daemon.Main("proxy", run) }
@@ -25,14 +25,19 @@ func run(args []string) error {
 	}
 	return daemon.Run("proxy", cfg.Log, func(ctx context.Context, env daemon.Env) error {
 		log, reg := env.Log, env.Metrics
+		sec, err := tlsconfig.Load(cfg.TLS, log.Named("tls"))
+		if err != nil {
+			return err
+		}
 		// No client timeout: layer uploads stream for as long as they take.
-		hc := &http.Client{}
+		hc := sec.HTTPClient() // no timeout: layer uploads stream for as long as they take
 		origins, err := originset.New(cfg.Origins, hc, log.Named("origins"), reg.Scope.SubScope("origins"))
 		if err != nil {
 			return err
 		}
 		srv := NewServer(cfg.Limits, origins, buildindexclient.New(cfg.BuildIndex, hc), log, reg.Scope)
 		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return sec.Run(ctx) })
 		if cfg.Preheat.Enabled {
 			p, err := NewPreheat(ctx, cfg.Preheat, origins, cfg.Limits.StallTimeout, hc, log.Named("preheat"), reg.Scope.SubScope("preheat"))
 			if err != nil {
@@ -43,7 +48,7 @@ func run(args []string) error {
 			g.Go(func() error { return p.Run(ctx) })
 		}
 		g.Go(func() error {
-			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log, sec.ServerConfig(false))
 		})
 		g.Go(func() error { return origins.Run(ctx) })
 		return g.Wait()

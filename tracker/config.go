@@ -8,6 +8,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/originset"
+	"github.com/shoal-p2p/shoal/lib/tlsconfig"
 	"github.com/shoal-p2p/shoal/lib/warmfeed"
 )
 
@@ -21,6 +22,9 @@ type Config struct {
 	Debug httpserver.Debug `yaml:"debug"`
 	// HTTP bounds how long and how much a client may take to send a request.
 	HTTP httpserver.Config `yaml:"http"`
+	// TLS is the tls block shared by every binary (lib/tlsconfig): this listener's
+	// certificate, and the client side of calls to the other components.
+	TLS tlsconfig.Config `yaml:"tls"`
 	// Origins is the origin cluster. Metainfo is asked of a blob's origins in its
 	// placement order (owners first); the one that answers starts seeding the blob and
 	// is handed out to its swarm.
@@ -76,6 +80,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.HTTP.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"flag"
-	"net/http"
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
@@ -19,6 +18,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/originset"
 	"github.com/shoal-p2p/shoal/lib/peerstore"
+	"github.com/shoal-p2p/shoal/lib/tlsconfig"
 )
 
 func main() { daemon.Main("tracker", run) }
@@ -30,6 +30,10 @@ func run(args []string) error {
 	}
 	return daemon.Run("tracker", cfg.Log, func(ctx context.Context, env daemon.Env) error {
 		log, reg := env.Log, env.Metrics
+		sec, err := tlsconfig.Load(cfg.TLS, log.Named("tls"))
+		if err != nil {
+			return err
+		}
 		// The tracker's live heap is small (peers and metainfo) and every announce
 		// allocates a little, so the default GOGC=100 collects very often: GC was ~10% of
 		// its CPU at 20,000 announces/s (docs/BENCHMARKS.md). GOGC overrides this.
@@ -50,7 +54,7 @@ func run(args []string) error {
 			defer pprof.StopCPUProfile()
 		}
 
-		hc := &http.Client{Timeout: 0} // each call is bounded by its context
+		hc := sec.HTTPClient()
 		origins, err := originset.New(cfg.Origins, hc, log.Named("origins"), reg.Scope.SubScope("origins"))
 		if err != nil {
 			return err
@@ -59,8 +63,9 @@ func run(args []string) error {
 
 		srv := NewServer(cfg, origins, store, log, reg.Scope)
 		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return sec.Run(ctx) })
 		g.Go(func() error {
-			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(srv.Handler(reg.Handler), cfg.Debug), log)
+			return cfg.HTTP.Serve(ctx, cfg.Listen, httpserver.WithDebug(sec.RequireClientCert(srv.Handler(reg.Handler)), cfg.Debug), log, sec.ServerConfig(false))
 		})
 		g.Go(func() error { return srv.ExpireLoop(ctx, cfg.PeerTTL) })
 		g.Go(func() error { return origins.Run(ctx) })

@@ -4,6 +4,7 @@ package httpserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -87,17 +88,22 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *zap.Logger) er
 }
 
 // Serve listens on addr and serves h until ctx is done, then shuts down gracefully.
-func (c Config) Serve(ctx context.Context, addr string, h http.Handler, log *zap.Logger) error {
+// With a tlsCfg (lib/tlsconfig's ServerConfig), it serves HTTPS.
+func (c Config) Serve(ctx context.Context, addr string, h http.Handler, log *zap.Logger, tlsCfg ...*tls.Config) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	return c.ServeListener(ctx, ln, h, log)
+	return c.ServeListener(ctx, ln, h, log, tlsCfg...)
 }
 
 // ServeListener is Serve on a listener the caller opened.
-func (c Config) ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *zap.Logger) error {
+func (c Config) ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *zap.Logger, tlsCfg ...*tls.Config) error {
 	c = c.withDefaults()
+	scheme := "http"
+	if len(tlsCfg) > 0 && tlsCfg[0] != nil {
+		ln, scheme = tls.NewListener(ln, tlsCfg[0]), "https"
+	}
 	srv := &http.Server{
 		Handler:           bodyIdle(h, c.BodyIdleTimeout),
 		ReadHeaderTimeout: c.ReadHeaderTimeout,
@@ -108,7 +114,7 @@ func (c Config) ServeListener(ctx context.Context, ln net.Listener, h http.Handl
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", zap.String("addr", ln.Addr().String()))
+	log.Info("serving", zap.String("addr", ln.Addr().String()), zap.String("scheme", scheme))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -284,4 +285,37 @@ func (t *TLS) ClientConfig() *tls.Config {
 		}
 	}
 	return c
+}
+
+// HTTPClient is an HTTP client for calls to other components: plain when TLS is off,
+// else verifying servers (and, in mtls, presenting this component's certificate). It
+// has no timeout: every call is bounded by its context.
+func (t *TLS) HTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = t.ClientConfig()
+	return &http.Client{Transport: tr}
+}
+
+// RequireClientCert wraps h, on a listener serving ServerConfig(false), so that in
+// mtls every request but the probes (/health, /readiness, /metrics: kubelet and
+// Prometheus have no client certificate) must come with a verified client certificate;
+// others get 401 naming the reason. Off or in tls mode it returns h.
+func (t *TLS) RequireClientCert(h http.Handler) http.Handler {
+	if t.cfg.mode() != ModeMTLS {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/health", "/readiness", "/metrics":
+			h.ServeHTTP(w, r)
+			return
+		}
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":"unauthorized","message":"this component takes calls only from Shoal components with a client certificate from its CA (tls.mode mtls)"}` + "\n"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
