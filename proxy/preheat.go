@@ -135,6 +135,7 @@ type Preheat struct {
 	store     *registry.ClusterStore
 	upstreams map[string]backend.Backend       // by host
 	trackers  *memberset.Set[*warmfeed.Client] // nil: preheat.trackers unset
+	feed      *warmfeed.Publisher
 	allowed   map[string]bool                  // lower-case hosts; empty: any
 	log       *zap.Logger
 
@@ -199,6 +200,7 @@ func NewPreheat(ctx context.Context, cfg PreheatConfig, origins *originset.Set, 
 		}
 		return feed.Agents(ctx)
 	}}
+	p.feed = feed
 	p.runner, err = preheat.NewRunner(runner, p.jobs, clusterSink{store: store, origins: origins}, feed, place,
 		log, scope)
 	if err != nil {
@@ -236,6 +238,7 @@ func (p *Preheat) Run(ctx context.Context) error {
 // idle connections.
 func (p *Preheat) Close() {
 	p.runner.Close()
+	p.feed.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, t := range p.transports {

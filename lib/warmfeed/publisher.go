@@ -20,6 +20,12 @@ var ErrNoTrackers = errors.New("warmfeed: no trackers configured")
 // ErrAgentGone is wrapped when an agent stops polling before it reported.
 var ErrAgentGone = errors.New("agent no longer polls the warm feed")
 
+// DefaultGoneAfter is how long an agent must be missing from every board's live list
+// before a warm waiting for it fails: above the agents' default poll interval (5s)
+// with a margin, so a restarted tracker (a new board, empty until the agents poll
+// again) fails no agent.
+const DefaultGoneAfter = 20 * time.Second
+
 // Publisher is the proxy's side of the feed, a preheat.AgentWarmer: the first Warm of
 // a blob posts it on every tracker's board; every Warm of that blob then waits for its
 // agent's report, read from every tracker (the newest report of each agent wins). One
@@ -30,10 +36,15 @@ type Publisher struct {
 	log      *zap.Logger
 
 	// every is how often a watched blob's reports and the live agents are read again;
-	// repost how often the blob is posted again (a restarted tracker forgot it).
-	every, repost time.Duration
+	// repost how often the blob is posted again (a restarted tracker forgot it); linger
+	// how long a watch outlives its last waiter (a job warms a blob's agents one after
+	// another: each would otherwise post it again, and every agent read it once more);
+	// goneAfter how long an agent must be missing from every board before it counts as
+	// gone (a restarted tracker lists an agent again only at its next poll).
+	every, repost, linger, goneAfter time.Duration
 
 	mu      sync.Mutex
+	closed  bool
 	watches map[digest.Digest]*watch
 }
 
@@ -52,7 +63,8 @@ func WithIntervals(every, repost time.Duration) PublisherOption {
 // timeout) unless posted again.
 func NewPublisher(trackers func() []Tracker, ttl time.Duration, log *zap.Logger, opts ...PublisherOption) *Publisher {
 	p := &Publisher{trackers: trackers, ttl: ttl, log: log, every: 500 * time.Millisecond,
-		repost: 10 * time.Second, watches: map[digest.Digest]*watch{}}
+		repost: 10 * time.Second, linger: 10 * time.Second, goneAfter: DefaultGoneAfter,
+		watches: map[digest.Digest]*watch{}}
 	for _, o := range opts {
 		o(p)
 	}
@@ -115,9 +127,10 @@ func (p *Publisher) Warm(ctx context.Context, agent preheat.Host, d digest.Diges
 		return err
 	}
 	defer p.release(d, w)
+	w.ask(agent.Addr)
 	for {
 		st := w.state()
-		if done, err := Outcome(agent.Addr, st); done {
+		if done, err := Outcome(agent.Addr, st, time.Now(), p.goneAfter); done {
 			return err
 		}
 		select {
@@ -135,7 +148,10 @@ type WatchState struct {
 	Reports map[string]Report
 	Initial map[string]Report
 	Live    map[string]bool
-	changed <-chan struct{}
+	// MissingSince is when the watch first found each agent not live, for the agents
+	// not live now.
+	MissingSince map[string]time.Time
+	changed      <-chan struct{}
 }
 
 // Outcome decides one agent's warm of a blob from what the watch knows: done with nil
@@ -143,16 +159,18 @@ type WatchState struct {
 // it), done with its error once it reports a failure newer than those the watch found
 // at its start (each tracker stamps the copy it gets, so "newer" compares stamps, and a
 // tracker missing from one read cannot make an old failure look new), done with
-// ErrAgentGone once it is not live, else not done.
-func Outcome(agent string, st WatchState) (bool, error) {
+// ErrAgentGone once it has been missing from the live agents for goneAfter (at now),
+// else not done.
+func Outcome(agent string, st WatchState, now time.Time, goneAfter time.Duration) (bool, error) {
 	r, ok := st.Reports[agent]
+	since, missing := st.MissingSince[agent]
 	switch {
 	case ok && r.OK:
 		return true, nil
 	case ok && r.At.After(st.Initial[agent].At):
 		return true, fmt.Errorf("the agent reported: %s", r.Error)
-	case st.Live != nil && !st.Live[agent]:
-		return true, fmt.Errorf("%s: %w (stopped, or its poll_interval is 0)", agent, ErrAgentGone)
+	case st.Live != nil && !st.Live[agent] && missing && now.Sub(since) >= goneAfter:
+		return true, fmt.Errorf("%s: %w for %s (stopped, or its poll_interval is 0)", agent, ErrAgentGone, now.Sub(since).Round(time.Second))
 	}
 	return false, nil
 }
@@ -160,13 +178,39 @@ func Outcome(agent string, st WatchState) (bool, error) {
 // watch follows one blob: it posts it, then reads its reports and the live agents
 // every p.every, until its last waiter leaves.
 type watch struct {
+	// gate is held while the watch's first read, or a refresh, runs; err is the
+	// failure of its first post (the watch then never starts). Both guarded by gate.
+	gate sync.Mutex
+	err  error
+
 	refs   int
 	cancel context.CancelFunc
 	done   chan struct{}
+	stop   *time.Timer // set while the watch lingers with no waiter
 
-	mu sync.Mutex
-	st WatchState
-	ch chan struct{} // closed on the next change of st
+	mu    sync.Mutex
+	st    WatchState
+	ch    chan struct{}   // closed on the next change of st
+	asked map[string]bool // the agents waited for
+}
+
+// hasFailure reports whether some agent's newest report of the blob is a failure.
+func (w *watch) hasFailure() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range w.st.Reports {
+		if !r.OK {
+			return true
+		}
+	}
+	return false
+}
+
+// ask records that agent is waited for, so its absence from the boards is timed.
+func (w *watch) ask(agent string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.asked[agent] = true
 }
 
 func (w *watch) state() WatchState {
@@ -183,35 +227,103 @@ func (p *Publisher) acquire(ctx context.Context, d digest.Digest) (*watch, error
 	p.mu.Lock()
 	if w, ok := p.watches[d]; ok {
 		w.refs++
+		lingering := w.stop != nil
+		if lingering {
+			w.stop.Stop()
+			w.stop = nil
+		}
 		p.mu.Unlock()
+		// Wait for the watch's first read (or a refresh another waiter runs), so no
+		// waiter judges reports against a state that is not yet the watch's.
+		w.gate.Lock()
+		defer w.gate.Unlock()
+		if w.err != nil {
+			p.release(d, w)
+			return nil, w.err
+		}
+		if lingering && w.hasFailure() {
+			// A new warm of a blob some agent failed: ask every agent again (those
+			// holding it answer from their cache), and judge only newer failures.
+			if err := p.post(ctx, d, true); err != nil {
+				p.release(d, w)
+				return nil, err
+			}
+			p.read(ctx, d, w, true)
+		}
 		return w, nil
 	}
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errors.New("warmfeed: publisher closed")
+	}
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	w := &watch{refs: 1, cancel: cancel, done: make(chan struct{}), ch: make(chan struct{})}
+	w := &watch{refs: 1, cancel: cancel, done: make(chan struct{}), ch: make(chan struct{}), asked: map[string]bool{}}
+	w.gate.Lock()
+	defer w.gate.Unlock()
 	p.watches[d] = w
 	p.mu.Unlock()
 
-	err := p.post(ctx, d, true)
-	if err == nil {
+	if w.err = p.post(ctx, d, true); w.err == nil {
 		p.read(ctx, d, w, true)
 		go p.follow(wctx, d, w)
 		return w, nil
 	}
 	close(w.done)
-	p.release(d, w)
-	return nil, err
-}
-
-func (p *Publisher) release(d digest.Digest, w *watch) {
 	p.mu.Lock()
-	w.refs--
-	last := w.refs == 0
-	if last && p.watches[d] == w {
+	if p.watches[d] == w {
 		delete(p.watches, d)
 	}
 	p.mu.Unlock()
-	if last {
-		w.cancel()
+	cancel()
+	return nil, w.err
+}
+
+// release leaves d's watch; the last waiter to leave lets it linger, then end.
+func (p *Publisher) release(d digest.Digest, w *watch) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w.refs--; w.refs > 0 {
+		return
+	}
+	if p.closed || p.linger <= 0 {
+		p.endLocked(d, w)
+		return
+	}
+	w.stop = time.AfterFunc(p.linger, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if w.refs == 0 && p.watches[d] == w {
+			p.endLocked(d, w)
+		}
+	})
+}
+
+// endLocked drops w (waiterless) and stops its goroutine; it does not wait for it.
+func (p *Publisher) endLocked(d digest.Digest, w *watch) {
+	if p.watches[d] == w {
+		delete(p.watches, d)
+	}
+	if w.stop != nil {
+		w.stop.Stop()
+		w.stop = nil
+	}
+	w.cancel()
+}
+
+// Close ends every watch without waiters (lingering) and waits for their goroutines;
+// later warms fail. Call it once the jobs using the publisher have ended.
+func (p *Publisher) Close() {
+	p.mu.Lock()
+	p.closed = true
+	var ended []*watch
+	for d, w := range p.watches {
+		if w.refs == 0 {
+			p.endLocked(d, w)
+			ended = append(ended, w)
+		}
+	}
+	p.mu.Unlock()
+	for _, w := range ended {
 		<-w.done
 	}
 }
@@ -291,9 +403,25 @@ func (p *Publisher) read(ctx context.Context, d digest.Digest, w *watch, initial
 	if err != nil {
 		live = nil // unknown: nobody counts as gone
 	}
+	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.st.Reports, w.st.Live = merged, live
+	missing := map[string]time.Time{}
+	if live != nil {
+		for id := range w.asked {
+			if live[id] {
+				continue
+			}
+			if since, ok := w.st.MissingSince[id]; ok {
+				missing[id] = since
+			} else {
+				missing[id] = now
+			}
+		}
+	} else {
+		missing = w.st.MissingSince // no answer: what was missing stays missing
+	}
+	w.st.Reports, w.st.Live, w.st.MissingSince = merged, live, missing
 	if initial {
 		w.st.Initial = merged
 	}

@@ -166,8 +166,10 @@ func (s *swarm) start(id string) *node {
 	return n
 }
 
-func publisher(s *swarm) *warmfeed.Publisher {
-	return warmfeed.NewPublisher(s.list, time.Hour, zap.NewNop(), warmfeed.WithIntervals(500*time.Millisecond, 10*time.Second))
+func publisher(t *testing.T, s *swarm) *warmfeed.Publisher {
+	p := warmfeed.NewPublisher(s.list, time.Hour, zap.NewNop(), warmfeed.WithIntervals(500*time.Millisecond, 10*time.Second))
+	t.Cleanup(p.Close)
+	return p
 }
 
 // warmAll warms d on every agent at once, as a job's blobs do, and returns each error.
@@ -200,7 +202,7 @@ func TestWarmEveryAgent(t *testing.T) {
 		n1, n2, n3 := s.start("n1"), s.start("n2"), s.start("n3")
 		defer func() { n1.stop(); n2.stop(); n3.stop() }()
 		time.Sleep(1500 * time.Millisecond) // every agent has polled
-		p := publisher(s)
+		p := publisher(t, s)
 		agents, err := p.Agents(context.Background())
 		if err != nil || strings.Join(agents, ",") != "n1,n2,n3" {
 			t.Fatalf("agents %v %v", agents, err)
@@ -247,7 +249,7 @@ func TestWarmSurvivesATrackerDown(t *testing.T) {
 		n1 := s.start("n1")
 		defer n1.stop()
 		time.Sleep(1500 * time.Millisecond)
-		p := publisher(s)
+		p := publisher(t, s)
 		s.setDown("tracker1", true) // the one the agent reads
 		if errs := warmAll(p, []string{"n1"}, dA); errs["n1"] != nil {
 			t.Fatalf("with tracker1 down: %v", errs["n1"])
@@ -272,7 +274,7 @@ func TestWarmAgentGone(t *testing.T) {
 		defer n1.stop()
 		time.Sleep(1500 * time.Millisecond)
 		n2.stop() // stops before it reads the blob
-		errs := warmAll(publisher(s), []string{"n1", "n2"}, dA)
+		errs := warmAll(publisher(t, s), []string{"n1", "n2"}, dA)
 		if errs["n1"] != nil || !errors.Is(errs["n2"], warmfeed.ErrAgentGone) {
 			t.Fatalf("errors %v", errs)
 		}
@@ -281,7 +283,7 @@ func TestWarmAgentGone(t *testing.T) {
 
 func TestWarmWithoutTrackers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := publisher(newSwarm(0))
+		p := publisher(t, newSwarm(0))
 		if _, err := p.Agents(context.Background()); !errors.Is(err, warmfeed.ErrNoTrackers) {
 			t.Errorf("agents: %v", err)
 		}
@@ -290,7 +292,7 @@ func TestWarmWithoutTrackers(t *testing.T) {
 		}
 		s := newSwarm(1)
 		s.setDown("tracker1", true)
-		if err := publisher(s).Warm(context.Background(), preheat.Host{Kind: preheat.HostAgent, Addr: "n1"}, dA); err == nil || !strings.Contains(err.Error(), "tracker1 is down") {
+		if err := publisher(t, s).Warm(context.Background(), preheat.Host{Kind: preheat.HostAgent, Addr: "n1"}, dA); err == nil || !strings.Contains(err.Error(), "tracker1 is down") {
 			t.Errorf("warm with every tracker down: %v", err)
 		}
 	})
@@ -316,12 +318,61 @@ func TestOutcome(t *testing.T) {
 		{"new failure", warmfeed.WatchState{Reports: map[string]warmfeed.Report{"a": newFail},
 			Initial: map[string]warmfeed.Report{"a": oldFail}, Live: live}, true, "new"},
 		{"failure, nothing before", warmfeed.WatchState{Reports: map[string]warmfeed.Report{"a": oldFail}, Live: live}, true, "old"},
-		{"gone", warmfeed.WatchState{Live: map[string]bool{"b": true}}, true, "no longer polls"},
+		{"gone", warmfeed.WatchState{Live: map[string]bool{"b": true},
+			MissingSince: map[string]time.Time{"a": t0}}, true, "no longer polls"},
+		{"missing, not for long", warmfeed.WatchState{Live: map[string]bool{"b": true},
+			MissingSince: map[string]time.Time{"a": t0.Add(50 * time.Second)}}, false, ""},
 		{"liveness unknown", warmfeed.WatchState{}, false, ""},
 	} {
-		done, err := warmfeed.Outcome("a", c.st)
+		done, err := warmfeed.Outcome("a", c.st, t0.Add(time.Minute), 20*time.Second)
 		if done != c.done || (err == nil) != (c.errPart == "") || (err != nil && !strings.Contains(err.Error(), c.errPart)) {
 			t.Errorf("%s: done %v, err %v", c.name, done, err)
 		}
 	}
+}
+
+// TestWarmSurvivesTheOnlyTrackerRestarting: a lone tracker restarted mid-warm comes back
+// with an empty board; its agents are missing from it only until their next poll,
+// well inside DefaultGoneAfter, so none fails, and the publisher's repost lists the
+// blob again.
+func TestWarmSurvivesTheOnlyTrackerRestarting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newSwarm(1)
+		n1, n2 := s.start("n1"), s.start("n2")
+		defer func() { n1.stop(); n2.stop() }()
+		time.Sleep(1500 * time.Millisecond)
+		p := publisher(t, s)
+		n1.fail[dA] = errors.New("first try fails")
+		go func() {
+			time.Sleep(500 * time.Millisecond) // both agents are fetching
+			s.restart(0)
+		}()
+		errs := warmAll(p, []string{"n1", "n2"}, dA)
+		if errs["n2"] != nil || errs["n1"] == nil || errors.Is(errs["n1"], warmfeed.ErrAgentGone) {
+			t.Fatalf("errors %v: want n2 warm and n1's own failure, nobody gone", errs)
+		}
+	})
+}
+
+// TestWarmOneAgentAfterAnother: a job warms a blob's agents one after another; the
+// blob is posted once for all of them, so each agent fetches it once.
+func TestWarmOneAgentAfterAnother(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newSwarm(2)
+		n1, n2, n3 := s.start("n1"), s.start("n2"), s.start("n3")
+		defer func() { n1.stop(); n2.stop(); n3.stop() }()
+		time.Sleep(1500 * time.Millisecond)
+		p := publisher(t, s)
+		for _, a := range []string{"n1", "n2", "n3"} {
+			if err := p.Warm(context.Background(), preheat.Host{Kind: preheat.HostAgent, Addr: a}, dA); err != nil {
+				t.Fatalf("warm on %s: %v", a, err)
+			}
+		}
+		time.Sleep(5 * time.Second) // any second read would have happened by now
+		for _, n := range []*node{n1, n2, n3} {
+			if n.warms != 1 {
+				t.Errorf("%s fetched the blob %d times, want once", n.id, n.warms)
+			}
+		}
+	})
 }
