@@ -177,7 +177,8 @@ CHART_GOOD := \
 	"--set backend.fs.existingClaim=shared --set origin.persistence.enabled=true --set origin.persistence.storageClass=- --set buildindex.persistence.enabled=true" \
 	"--set monitoring.serviceMonitor.enabled=true --set monitoring.dashboard.enabled=true --set agent.listenHost=0.0.0.0" \
 	"--set upstreams[0].host=docker.io --set upstreams[0].url=https://registry-1.docker.io --set upstreams[1].host=upstream.test:5000 --set upstreams[1].url=http://10.0.0.5:5000 --set upstreams[1].insecure=true --set upstreams[1].username=u --set upstreams[1].passwordSecret.name=up --set upstreams[1].passwordSecret.key=token" \
-	"-f test/e2e/kubernetes/testdata/values.yaml"
+	"-f test/e2e/kubernetes/testdata/values.yaml" \
+	"-f test/chart/testdata/preheat.yaml"
 CHART_BAD := \
 	"--set origin.replicas=0" \
 	"--set backend.kind=nfs" \
@@ -189,10 +190,13 @@ CHART_BAD := \
 	"--set upstreams[0].host=a.io --set upstreams[0].url=https://a.io --set upstreams[1].host=A.IO --set upstreams[1].url=https://b.io" \
 	"--set proxy.port=70000" \
 	"--set tracker.maxPeers=5000" \
+	"--set preheat.enabled=true --set preheat.auth.mode=bearer" \
+	"--set preheat.enabled=true --set preheat.auth.mode=oauth" \
 	"--set origin.replcas=3"
 
 ## chart-lint: helm lint and helm template of charts/shoal (defaults and --set variants),
-## and values the chart must refuse (each refusal printed)
+## values the chart must refuse (each refusal printed), and test/chart: what the rendered
+## configs and pods hold (preheat's Secret files and trackers) and the refusals' messages
 .PHONY: chart-lint
 chart-lint: kube-tools
 	@test -x $(TOOLS)/helm || { echo "chart-lint: no $(TOOLS)/helm (make kube-tools builds it)"; exit 1; }
@@ -207,3 +211,4 @@ chart-lint: kube-tools
 		if out=$$($(TOOLS)/helm template shoal $(CHART) $$v 2>&1); then echo "template $$v: rendered, want a refusal"; exit 1; fi; \
 		echo "refused: $$v"; echo "$$out" | grep -v '^Error: values don.t meet\|^shoal:$$\|^$$\|--debug' | sed 's/^/    /'; \
 	done
+	SHOAL_HELM=$(TOOLS)/helm $(GO) test -tags e2e -count=1 ./test/chart/

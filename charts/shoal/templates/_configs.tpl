@@ -10,6 +10,8 @@ in the pod specs: --peer-ip, --advertise.
   "log" (include "shoal.logBlock" . | fromYaml)
   "origins" (include "shoal.originsBlock" . | fromYaml)
   "build_index" (include "shoal.buildIndexURL" .) -}}
+{{- include "shoal.preheatCheck" . -}}
+{{- if .Values.preheat.enabled }}{{ $_ := set $cfg "preheat" (include "shoal.preheatBlock" . | fromYaml) }}{{ end -}}
 {{- toYaml (mustMergeOverwrite $cfg (deepCopy .Values.proxy.config)) -}}
 {{- end -}}
 
@@ -33,7 +35,8 @@ in the pod specs: --peer-ip, --advertise.
   "announce_interval" $t.announceInterval
   "seeder_interval" $t.seederInterval
   "peer_ttl" $t.peerTTL
-  "max_peers" (int $t.maxPeers) -}}
+  "max_peers" (int $t.maxPeers)
+  "warm" (dict "agent_ttl" $t.warm.agentTTL) -}}
 {{- toYaml (mustMergeOverwrite $cfg (deepCopy $t.config)) -}}
 {{- end -}}
 
@@ -66,6 +69,7 @@ in the pod specs: --peer-ip, --advertise.
   "origins" (include "shoal.originsBlock" . | fromYaml)
   "proxy" (include "shoal.registryHost" .)
   "eviction" (include "shoal.evictionBlock" $a.eviction | fromYaml)
+  "warm" (dict "poll_interval" (toString $a.warm.pollInterval) "max_blobs" (int $a.warm.maxBlobs))
   "mirror" (dict
     "upstreams" $ups
     "containerd" (dict

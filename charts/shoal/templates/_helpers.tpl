@@ -295,3 +295,132 @@ storageClassName: {{ . | quote }}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Preheat (docs/HARBOR.md). The proxy's preheat block from .Values.preheat: auth and
+upstream passwords point at the Secret keys shoal.preheatVolumes mounts, trackers at
+the chart's trackers (as the agents' trackers block). Checked even while disabled, as
+the proxy checks its block, so a mistake surfaces before it is turned on.
+  /etc/shoal/preheat/
+  ├── auth/secret                   preheat.auth.existingSecret[secretKey]
+  └── upstreams/<i>/password        preheat.upstreams[i].existingSecret[secretKey]
+*/}}
+{{- define "shoal.preheatCheck" -}}
+{{- $p := .Values.preheat -}}
+{{- $a := $p.auth -}}
+{{- $mode := default "none" $a.mode -}}
+{{- $what := get (dict "bearer" "token" "header" "header's value" "basic" "password") $mode -}}
+{{- if not (has $mode (list "none" "bearer" "basic" "header")) -}}
+{{- fail (printf "preheat.auth.mode: %q is not a mode (set none, bearer, basic or header)" $mode) -}}
+{{- end -}}
+{{- if eq $mode "none" -}}
+{{- if or $a.existingSecret $a.header $a.username -}}
+{{- fail "preheat.auth.mode: none, but preheat.auth.existingSecret, header or username is set (set preheat.auth.mode: bearer, header or basic, or drop them)" -}}
+{{- end -}}
+{{- else -}}
+{{- if not $a.existingSecret -}}
+{{- fail (printf "preheat.auth.existingSecret: empty with preheat.auth.mode %s (create a Secret holding the %s Harbor sends, set preheat.auth.existingSecret to its name and preheat.auth.secretKey to its key)" $mode $what) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $mode "header") (not $a.header) -}}
+{{- fail "preheat.auth.header: empty with preheat.auth.mode header (set the header's name, e.g. X-Api-Key, the key of Harbor's CUSTOM auth)" -}}
+{{- end -}}
+{{- if and $a.header (ne $mode "header") (ne $mode "none") -}}
+{{- fail (printf "preheat.auth.header: set with preheat.auth.mode %s (it is for mode header only; drop it)" $mode) -}}
+{{- end -}}
+{{- if and (eq $mode "basic") (not $a.username) -}}
+{{- fail "preheat.auth.username: empty with preheat.auth.mode basic (set the user Harbor sends)" -}}
+{{- end -}}
+{{- if and $a.username (ne $mode "basic") (ne $mode "none") -}}
+{{- fail (printf "preheat.auth.username: set with preheat.auth.mode %s (it is for mode basic only; drop it)" $mode) -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $i, $u := $p.upstreams -}}
+{{- if not $u.url -}}
+{{- fail (printf "preheat.upstreams[%d].url: empty (set the registry Shoal pulls the event's content from, e.g. https://harbor.example.com)" $i) -}}
+{{- end -}}
+{{- $host := lower (default (get (urlParse $u.url) "host") $u.host) -}}
+{{- if hasKey $seen $host -}}
+{{- fail (printf "preheat.upstreams[%d].host: %s is also preheat.upstreams[%d]'s (keep one upstream per host)" $i $host (get $seen $host)) -}}
+{{- end -}}
+{{- $_ := set $seen $host $i -}}
+{{- if and $u.existingSecret (not $u.username) -}}
+{{- fail (printf "preheat.upstreams[%d].username: empty but preheat.upstreams[%d].existingSecret holds a password (set the user, e.g. a Harbor robot account, or drop existingSecret for anonymous pulls)" $i $i) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "shoal.preheatBlock" -}}
+{{- $p := .Values.preheat -}}
+{{- $a := $p.auth -}}
+{{- $auth := dict "mode" (default "none" $a.mode) -}}
+{{- if ne (default "none" $a.mode) "none" }}{{ $_ := set $auth "secret_file" "/etc/shoal/preheat/auth/secret" }}{{ end -}}
+{{- with $a.header }}{{ $_ := set $auth "header" . }}{{ end -}}
+{{- with $a.username }}{{ $_ := set $auth "username" . }}{{ end -}}
+{{- $r := $p.runner -}}
+{{- $runner := dict "max_blobs_per_job" (int $r.maxBlobsPerJob) "max_jobs" (int $r.maxJobs) -}}
+{{- with $r.jobTimeout }}{{ $_ := set $runner "job_timeout" . }}{{ end -}}
+{{- with $r.platforms }}{{ $_ := set $runner "platforms" . }}{{ end -}}
+{{- $ups := list -}}
+{{- range $i, $u := $p.upstreams -}}
+{{- $up := dict "url" $u.url -}}
+{{- with $u.host }}{{ $_ := set $up "host" . }}{{ end -}}
+{{- with $u.username }}{{ $_ := set $up "username" . }}{{ end -}}
+{{- if $u.existingSecret }}{{ $_ := set $up "password_file" (printf "/etc/shoal/preheat/upstreams/%d/password" $i) }}{{ end -}}
+{{- if $u.insecure }}{{ $_ := set $up "insecure" true }}{{ end -}}
+{{- with $u.timeout }}{{ $_ := set $up "timeout" . }}{{ end -}}
+{{- $ups = append $ups $up -}}
+{{- end -}}
+{{- $out := dict "enabled" true "auth" $auth "runner" $runner "upstreams" $ups -}}
+{{- with $p.allowedRegistries }}{{ $_ := set $out "allowed_registries" . }}{{ end -}}
+{{- /* proxy.config.preheat.trackers, when set, replaces the chart's (a merge would set both static and dns) */ -}}
+{{- if not (dig "preheat" "trackers" "" .Values.proxy.config) -}}
+{{- $_ := set $out "trackers" (include "shoal.trackersBlock" . | fromYaml) -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/* The proxy pod's preheat Secrets (each one key, read-only), with preheat.enabled. */}}
+{{- define "shoal.preheatVolumes" -}}
+{{- $p := .Values.preheat -}}
+{{- if $p.enabled }}
+{{- if ne (default "none" $p.auth.mode) "none" }}
+- name: preheat-auth
+  secret:
+    secretName: {{ $p.auth.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $p.auth.secretKey }}
+        path: secret
+{{- end }}
+{{- range $i, $u := $p.upstreams }}
+{{- if $u.existingSecret }}
+- name: preheat-upstream-{{ $i }}
+  secret:
+    secretName: {{ $u.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ default "password" $u.secretKey }}
+        path: password
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "shoal.preheatMounts" -}}
+{{- $p := .Values.preheat -}}
+{{- if $p.enabled }}
+{{- if ne (default "none" $p.auth.mode) "none" }}
+- name: preheat-auth
+  mountPath: /etc/shoal/preheat/auth
+  readOnly: true
+{{- end }}
+{{- range $i, $u := $p.upstreams }}
+{{- if $u.existingSecret }}
+- name: preheat-upstream-{{ $i }}
+  mountPath: /etc/shoal/preheat/upstreams/{{ $i }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
