@@ -136,7 +136,7 @@ type Preheat struct {
 	upstreams map[string]backend.Backend       // by host
 	trackers  *memberset.Set[*warmfeed.Client] // nil: preheat.trackers unset
 	feed      *warmfeed.Publisher
-	allowed   map[string]bool                  // lower-case hosts; empty: any
+	allowed   map[string]bool // lower-case hosts; empty: any
 	log       *zap.Logger
 
 	mu         sync.Mutex

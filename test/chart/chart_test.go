@@ -373,3 +373,26 @@ func TestPreheatRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestPreheatSessionAffinity: with preheat on and several proxies, the proxy Service
+// keeps each client on one replica (a dragonfly job lives in the replica that took it
+// and Harbor polls it from the same address); otherwise no affinity is set.
+func TestPreheatSessionAffinity(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--set", "preheat.enabled=true", "--set", "proxy.replicas=2"}, true},
+		{[]string{"--set", "preheat.enabled=true", "--set", "proxy.replicas=1"}, false},
+		{[]string{"--set", "proxy.replicas=3"}, false},
+	} {
+		out, errOut, err := helm(t, "template", c.args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", c.args, err, errOut)
+		}
+		if got := strings.Contains(out, "sessionAffinity: ClientIP"); got != c.want {
+			t.Errorf("%v: sessionAffinity ClientIP %v, want %v", c.args, got, c.want)
+		}
+	}
+}
