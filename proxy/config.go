@@ -8,6 +8,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
 	"github.com/shoal-p2p/shoal/lib/originset"
+	"github.com/shoal-p2p/shoal/lib/regauth"
 	"github.com/shoal-p2p/shoal/lib/registry"
 	"github.com/shoal-p2p/shoal/lib/tlsconfig"
 	"github.com/shoal-p2p/shoal/lib/trackerclient"
@@ -36,6 +37,9 @@ type Config struct {
 	// Preheat serves Harbor's P2P preheat providers (kraken and dragonfly) on the
 	// listen address. Off by default.
 	Preheat PreheatConfig `yaml:"preheat"`
+	// Auth makes the registry API (push and pull) require a user of an htpasswd file
+	// (lib/regauth). Off by default.
+	Auth regauth.Config `yaml:"auth"`
 }
 
 // DefaultConfig holds the values used for keys the file leaves out.

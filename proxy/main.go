@@ -13,6 +13,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/daemon"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/originset"
+	"github.com/shoal-p2p/shoal/lib/regauth"
 	"github.com/shoal-p2p/shoal/lib/tlsconfig"
 )
 
@@ -36,6 +37,13 @@ func run(args []string) error {
 			return err
 		}
 		srv := NewServer(cfg.Limits, origins, buildindexclient.New(cfg.BuildIndex, hc), log, reg.Scope)
+		if cfg.Auth.On() {
+			users, err := regauth.LoadHtpasswd(cfg.Auth.Htpasswd)
+			if err != nil {
+				return err
+			}
+			srv.WithAuth(users, cfg.Auth.Realm)
+		}
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return sec.Run(ctx) })
 		if cfg.Preheat.Enabled {

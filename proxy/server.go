@@ -10,6 +10,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/originset"
+	"github.com/shoal-p2p/shoal/lib/regauth"
 	"github.com/shoal-p2p/shoal/lib/registry"
 )
 
@@ -17,7 +18,8 @@ import (
 // origin cluster, tags in build-index.
 type Server struct {
 	registry *registry.Registry
-	preheat  *Preheat // nil: preheat off
+	preheat  *Preheat                        // nil: preheat off
+	auth     func(http.Handler) http.Handler // nil: the registry API is open
 	log      *zap.Logger
 }
 
@@ -42,10 +44,19 @@ func (s *Server) WithPreheat(p *Preheat) *Server {
 	return s
 }
 
+// WithAuth makes every registry request (/v2/) authenticate against users (lib/regauth).
+func (s *Server) WithAuth(users *regauth.Htpasswd, realm string) *Server {
+	s.auth = regauth.Middleware(users, realm)
+	return s
+}
+
 // Handler lists every route of the proxy.
 func (s *Server) Handler(metrics http.Handler) http.Handler {
 	r := chi.NewRouter()
 	r.Use(httpserver.AccessLog(s.log))
+	if s.auth != nil {
+		r.Use(s.auth)
+	}
 	httpserver.MountOps(r, metrics, nil)
 	if s.preheat != nil {
 		s.preheat.Routes(r)
