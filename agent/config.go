@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shoal-p2p/shoal/lib/clientallow"
 	"github.com/shoal-p2p/shoal/lib/eviction"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/logging"
@@ -68,6 +69,10 @@ type Config struct {
 	// keyed by containerd's ?ns= (lib/mirror), and writes the node's containerd host
 	// files pointing at it.
 	Mirror mirror.Config `yaml:"mirror"`
+	// AllowedClients are the CIDR prefixes (e.g. a pod network, 10.244.0.0/16) whose
+	// callers may use the registry API besides loopback; any other caller gets 403
+	// DENIED. Empty: loopback only. Probes (/health, /readiness, /metrics) are open.
+	AllowedClients []string `yaml:"allowed_clients"`
 	// Warm is the agent's side of the trackers' warm feed (lib/warmfeed): preheats of
 	// scope all_peers list blobs there, and the agent fetches them before any pull.
 	Warm warmfeed.FollowerConfig `yaml:"warm"`
@@ -178,6 +183,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Warm.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := clientallow.Parse("allowed_clients", c.AllowedClients); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

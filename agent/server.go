@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/shoal-p2p/shoal/lib/backend"
 	"github.com/shoal-p2p/shoal/lib/blobstore"
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
+	"github.com/shoal-p2p/shoal/lib/clientallow"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/metainfo"
 	"github.com/shoal-p2p/shoal/lib/mirror"
@@ -46,6 +48,7 @@ type ServerDeps struct {
 // Server is the agent's read-only registry.
 type Server struct {
 	registry *registry.Registry
+	allowed  []netip.Prefix // callers admitted besides loopback
 	blobs    *blobSource
 	mirror   *mirror.Mapper
 	log      *zap.Logger
@@ -68,7 +71,8 @@ func NewServer(d ServerDeps, cfg Config, log *zap.Logger, scope tally.Scope) *Se
 		Log:          log,
 		Scope:        scope.SubScope("registry"),
 	})
-	return &Server{registry: reg, blobs: blobs, mirror: mirror.New(cfg.Mirror.Upstreams, cfg.Proxy), log: log, scope: scope,
+	allowed, _ := clientallow.Parse("allowed_clients", cfg.AllowedClients) // Validate checked them
+	return &Server{registry: reg, blobs: blobs, allowed: allowed, mirror: mirror.New(cfg.Mirror.Upstreams, cfg.Proxy), log: log, scope: scope,
 		origins: d.Origins, deps: []string{cfg.BuildIndex}, hc: &http.Client{Timeout: 2 * time.Second, Transport: d.Transport}}
 }
 
@@ -124,6 +128,7 @@ func (s *Server) Handler(metrics http.Handler) http.Handler {
 	r.Use(httpserver.AccessLog(s.log))
 	httpserver.MountOps(r, metrics, s.ready)
 	r.Group(func(r chi.Router) {
+		r.Use(clientallow.Middleware("allowed_clients", s.allowed))
 		r.Use(s.mirrorNS)
 		s.registry.Routes(r)
 	})

@@ -37,6 +37,7 @@ var (
 	CodePaginationInvalid   = Code{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest, "invalid number of results requested"}
 	CodeTooManyRequests     = Code{"TOOMANYREQUESTS", http.StatusTooManyRequests, "too many requests"}
 	CodeUnauthorized        = Code{"UNAUTHORIZED", http.StatusUnauthorized, "authentication required"}
+	CodeDenied              = Code{"DENIED", http.StatusForbidden, "requested access to the resource is denied"}
 	CodeUnknown             = Code{"UNKNOWN", http.StatusInternalServerError, "unknown error"}
 
 	// CodeManifestTooLarge is MANIFEST_INVALID for a body over the registry's limit:
