@@ -49,7 +49,7 @@ func TestPushNeedsAUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := NewServer(registry.DefaultLimits(), set, buildindexclient.New("http://buildindex.invalid", nil),
-		zap.NewNop(), tally.NoopScope).WithAuth(users, "")
+		zap.NewNop(), tally.NoopScope).WithAuth(regauth.Middleware(users, ""))
 	ps := httptest.NewServer(srv.Handler(nil))
 	defer ps.Close()
 

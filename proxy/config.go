@@ -74,6 +74,9 @@ func (c *Config) Validate() error {
 	if p, err := url.Parse(c.BuildIndex); c.BuildIndex == "" || err != nil || p.Scheme == "" || p.Host == "" {
 		errs = append(errs, fmt.Errorf("build_index: %q is not a base URL (set build_index: http://buildindex:15100)", c.BuildIndex))
 	}
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Preheat.Validate(); err != nil {
 		errs = append(errs, err)
 	}

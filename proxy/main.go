@@ -37,12 +37,12 @@ func run(args []string) error {
 			return err
 		}
 		srv := NewServer(cfg.Limits, origins, buildindexclient.New(cfg.BuildIndex, hc), log, reg.Scope)
-		if cfg.Auth.On() {
-			users, err := regauth.LoadHtpasswd(cfg.Auth.Htpasswd)
-			if err != nil {
-				return err
-			}
-			srv.WithAuth(users, cfg.Auth.Realm)
+		auth, err := regauth.Load(cfg.Auth)
+		if err != nil {
+			return err
+		}
+		if auth != nil {
+			srv.WithAuth(auth)
 		}
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return sec.Run(ctx) })

@@ -10,7 +10,6 @@ import (
 	"github.com/shoal-p2p/shoal/lib/buildindexclient"
 	"github.com/shoal-p2p/shoal/lib/httpserver"
 	"github.com/shoal-p2p/shoal/lib/originset"
-	"github.com/shoal-p2p/shoal/lib/regauth"
 	"github.com/shoal-p2p/shoal/lib/registry"
 )
 
@@ -44,9 +43,10 @@ func (s *Server) WithPreheat(p *Preheat) *Server {
 	return s
 }
 
-// WithAuth makes every registry request (/v2/) authenticate against users (lib/regauth).
-func (s *Server) WithAuth(users *regauth.Htpasswd, realm string) *Server {
-	s.auth = regauth.Middleware(users, realm)
+// WithAuth puts auth (lib/regauth's middleware) in front of every route; it guards
+// the registry API (/v2/) and lets the rest pass.
+func (s *Server) WithAuth(auth func(http.Handler) http.Handler) *Server {
+	s.auth = auth
 	return s
 }
 

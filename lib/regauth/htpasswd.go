@@ -18,17 +18,53 @@ import (
 	"github.com/shoal-p2p/shoal/lib/oci"
 )
 
-// Config is the proxy's auth block. With no htpasswd, the registry API is open.
+// Config is the proxy's auth block: htpasswd or token, not both. With neither, the
+// registry API is open.
 type Config struct {
-	// Htpasswd is the path of an htpasswd file with bcrypt entries (htpasswd -B, or
-	// `make devcluster SECURE=1`'s generated one): user:$2y$...
+	// Htpasswd is the path of an htpasswd file with bcrypt entries (htpasswd -B):
+	// user:$2y$...
 	Htpasswd string `yaml:"htpasswd"`
 	// Realm names the registry in the Basic challenge; default "shoal".
 	Realm string `yaml:"realm"`
+	// Token is the Docker token flow (JWTs from Harbor, distribution or GitLab).
+	Token TokenConfig `yaml:"token"`
 }
 
 // On reports whether auth is configured.
-func (c Config) On() bool { return c.Htpasswd != "" }
+func (c Config) On() bool { return c.Htpasswd != "" || c.Token.On() }
+
+// Validate checks the block; messages name the key and the fix.
+func (c Config) Validate() error {
+	switch {
+	case c.Htpasswd != "" && c.Token.On():
+		return errors.New("auth.htpasswd, auth.token: both set (keep one: basic auth from the file, or tokens from an issuer)")
+	case c.Token.On():
+		return c.Token.Validate()
+	}
+	return nil
+}
+
+// Load builds the middleware c asks for (nil when auth is off), reading its files.
+func Load(c Config) (func(http.Handler) http.Handler, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case c.Token.On():
+		v, err := LoadVerifier(c.Token)
+		if err != nil {
+			return nil, err
+		}
+		return TokenMiddleware(v), nil
+	case c.Htpasswd != "":
+		users, err := LoadHtpasswd(c.Htpasswd)
+		if err != nil {
+			return nil, err
+		}
+		return Middleware(users, c.Realm), nil
+	}
+	return nil, nil
+}
 
 // Htpasswd is a parsed htpasswd file.
 type Htpasswd struct {

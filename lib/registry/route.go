@@ -80,3 +80,32 @@ func quote(s string) string {
 	}
 	return `"` + s + `"`
 }
+
+// Access is what a request needs of a token: an action on a repository (the Docker
+// token flow's scope repository:<name>:<action>), or of the catalog (Repository "").
+type Access struct {
+	Repository string
+	Action     string // pull, push or delete
+}
+
+// RequiredAccess says what a /v2/ request needs: pull for reads, delete for DELETE,
+// push for every other write; the base /v2/ (and unknown paths) need no scope. It is
+// pure; ok is false when no scope applies.
+func RequiredAccess(method, path string) (Access, bool) {
+	p, found := strings.CutPrefix(path, "/v2/")
+	if !found || p == "" {
+		return Access{}, false
+	}
+	rt := parseRoute(p)
+	if rt.kind == kindUnknown {
+		return Access{}, false
+	}
+	a := Access{Repository: rt.name, Action: "pull"}
+	switch {
+	case method == http.MethodDelete:
+		a.Action = "delete"
+	case writes(rt.kind, method):
+		a.Action = "push"
+	}
+	return a, true
+}
