@@ -92,6 +92,11 @@ type Options struct {
 	// empty. Relative paths in them are relative to the state folder. An agent<N>.yaml
 	// there, when present, is agent N's config instead of agent.yaml.
 	ConfigDir string
+	// Secure runs the cluster secured (`make devcluster SECURE=1`): generated
+	// certificates (the CA at <state>/certs/ca.pem), mTLS between every component and
+	// on every listener (the same addresses, over https), and push auth with a
+	// generated user (Cluster.Security).
+	Secure bool
 }
 
 // Cluster is a running local cluster.
@@ -99,7 +104,11 @@ type Cluster struct {
 	State   string
 	Origins []Origin
 	Agents  []Agent
-	procs   []*process
+	// Security is set for a secured cluster (Options.Secure).
+	Security *Security
+	procs    []*process
+	hc       *http.Client // health checks
+	scheme   string       // of every listener: http, or https when secured
 }
 
 type process struct {
@@ -124,7 +133,14 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if err := os.MkdirAll(o.State, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", o.State, err)
 	}
-	c := &Cluster{State: o.State}
+	c := &Cluster{State: o.State, hc: http.DefaultClient, scheme: "http"}
+	if o.Secure {
+		dir, err := c.secure(o.ConfigDir)
+		if err != nil {
+			return nil, fmt.Errorf("secure the cluster: %w", err)
+		}
+		o.ConfigDir, c.hc, c.scheme = dir, c.Security.Client, "https"
+	}
 	cfg := func(name string) string { return filepath.Join(o.ConfigDir, name+".yaml") }
 	bin := func(name string) string { return filepath.Join(o.Root, "bin", "shoal-"+name) }
 	type spec struct {
@@ -136,7 +152,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		o := OriginAt(i)
 		c.Origins = append(c.Origins, o)
 		specs = append(specs, spec{o.Name, "origin", o.Addr, []string{
-			"--config", cfg("origin"), "--listen", o.Addr, "--advertise", "http://" + o.Addr,
+			"--config", cfg("origin"), "--listen", o.Addr, "--advertise", c.scheme + "://" + o.Addr,
 			"--data-dir", o.Name, "--peer-ip", o.PeerIP, "--peer-port", strconv.Itoa(o.PeerPort),
 		}})
 	}
@@ -174,7 +190,7 @@ func (c *Cluster) start(ctx context.Context, p *process) error {
 	if err := c.spawn(p); err != nil {
 		return err
 	}
-	if err := waitHealthy(ctx, p, p.health); err != nil {
+	if err := waitHealthy(ctx, c.hc, c.scheme, p, p.health); err != nil {
 		return fmt.Errorf("%s did not become healthy (log: %s): %w", p.name, p.log.Name(), err)
 	}
 	return nil
@@ -305,10 +321,10 @@ func (c *Cluster) spawn(p *process) error {
 	return nil
 }
 
-func waitHealthy(ctx context.Context, p *process, addr string) error {
+func waitHealthy(ctx context.Context, hc *http.Client, scheme string, p *process, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	url := "http://" + addr + "/health"
+	url := scheme + "://" + addr + "/health"
 	for {
 		select {
 		case err := <-p.done:
@@ -317,7 +333,7 @@ func waitHealthy(ctx context.Context, p *process, addr string) error {
 		default:
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		if resp, err := hc.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil

@@ -12,11 +12,18 @@ import (
 // Scrape reads GET http://<addr>/metrics and returns each sample keyed by its series,
 // e.g. `shoal_agent_p2p_bytes_downloaded{source="peer"}`.
 func Scrape(ctx context.Context, addr string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	return ScrapeWith(ctx, http.DefaultClient, "http://"+addr)
+}
+
+// ScrapeWith is Scrape of base (http://host:port or https://...) through hc, for a
+// secured cluster (Cluster.Security.Client).
+func ScrapeWith(ctx context.Context, hc *http.Client, base string) (map[string]float64, error) {
+	addr := base
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s: %w", addr, err)
 	}

@@ -22,12 +22,17 @@ func main() {
 func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := cluster.Start(ctx, cluster.Options{})
+	secure := os.Getenv("SECURE") == "1"
+	c, err := cluster.Start(ctx, cluster.Options{Secure: secure})
 	if err != nil {
 		return err
 	}
 	defer c.Stop()
 	fmt.Printf("Shoal devcluster up (state and logs in %s)\n", c.State)
+	if s := c.Security; s != nil {
+		fmt.Printf("  SECURED: every listener is https with mTLS between components; CA %s\n", s.CAFile)
+		fmt.Printf("  push user %q, password %q (docker login %s)\n", s.User, s.Password, cluster.ProxyAddr)
+	}
 	fmt.Printf("  proxy (push here)   %s\n", cluster.ProxyAddr)
 	fmt.Printf("  build-index         %s\n  trackers            %s, %s\n", cluster.BuildIndexAddr, cluster.TrackerAddr, cluster.Tracker2Addr)
 	for _, o := range c.Origins {
