@@ -250,9 +250,16 @@ func TestDragonflyJobAllPeers(t *testing.T) {
 				t.Errorf("%s does not hold %s after the job (hash %q)", a.Name, d, got)
 			}
 		}
-		m, err := cluster.Scrape(t.Context(), a.Registry)
-		if err != nil {
-			t.Fatal(err)
+		// Counters reach /metrics within a second (tally's flush): wait for them.
+		var m map[string]float64
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			var err error
+			if m, err = cluster.Scrape(t.Context(), a.Registry); err != nil {
+				t.Fatal(err)
+			}
+			if cluster.Sum(m, "shoal_agent_warm_blobs", `result="ok"`) >= float64(len(img.blobs())) || time.Now().After(deadline) {
+				break
+			}
 		}
 		misses[a.Name] = cluster.Sum(m, "shoal_agent_cache_misses")
 		if n := cluster.Sum(m, "shoal_agent_warm_blobs", `result="ok"`); n < float64(len(img.blobs())) {
